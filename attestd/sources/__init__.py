@@ -1,0 +1,3 @@
+"""
+Attestation sources: where the daemon's RA-TLS certificate comes from.
+"""
