@@ -116,3 +116,154 @@ class PolicyError(VerificationError):
         super().__init__(
             "refused by policy: " + "; ".join(str(m) for m in mismatches)
         )
+
+
+class SigstructParseError(ParseError):
+    """
+    A SIGSTRUCT (C{.sig} file) is malformed.
+    """
+
+
+class SigstructSignatureError(VerificationError):
+    """
+    A well-formed SIGSTRUCT whose signature does not verify with the
+    modulus it carries.
+    """
+
+
+class PCKExtensionParseError(ParseError):
+    """
+    The SGX extension (C{1.2.840.113741.1.13.1}) of a PCK certificate is
+    missing or malformed.
+    """
+
+
+class QuoteVerificationError(VerificationError):
+    """
+    A well-formed DCAP quote, or its collateral, did not verify.
+    """
+
+
+class UntrustedRootError(QuoteVerificationError):
+    """
+    A certificate chain (in the quote or in the collateral) does not end
+    at the pinned trust root.
+    """
+
+
+class SimulatedEvidenceError(UntrustedRootError):
+    """
+    The evidence chains to a simulated root, not to the pinned one: it is
+    not real SGX attestation.  Such evidence verifies only when the
+    simulated root is given explicitly as the trust root.
+    """
+
+
+class CertificateChainError(QuoteVerificationError):
+    """
+    A certificate chain is broken: a signature, an issuer name, a basic
+    constraint or a key usage does not hold.
+    """
+
+
+class CertificateValidityError(QuoteVerificationError):
+    """
+    A certificate is not valid at the verification time.
+    """
+
+
+class RevokedError(QuoteVerificationError):
+    """
+    A certificate is listed in the CRL of its issuer.
+    """
+
+
+class CRLError(QuoteVerificationError):
+    """
+    A CRL does not verify: wrong issuer, bad signature or missing
+    next update.
+    """
+
+
+class QuoteSignatureError(QuoteVerificationError):
+    """
+    The quote signature by the attestation key over the header and the
+    enclave report body does not verify.
+    """
+
+
+class QEReportSignatureError(QuoteVerificationError):
+    """
+    The Quoting Enclave report signature by the PCK key does not verify.
+    """
+
+
+class QEReportBindingError(QuoteVerificationError):
+    """
+    The Quoting Enclave report data does not bind the attestation key
+    and the QE authentication data.
+    """
+
+
+class TCBInfoSignatureError(QuoteVerificationError):
+    """
+    The TCB Info signature does not verify over the served bytes.
+    """
+
+
+class QEIdentitySignatureError(QuoteVerificationError):
+    """
+    The QE Identity signature does not verify over the served bytes.
+    """
+
+
+class CollateralExpiredError(QuoteVerificationError):
+    """
+    A piece of collateral (TCB Info, QE Identity or a CRL) is past its
+    next update at the verification time.
+    """
+
+
+class CollateralNotYetValidError(QuoteVerificationError):
+    """
+    A piece of collateral was issued after the verification time.
+    """
+
+
+class CollateralMismatchError(QuoteVerificationError):
+    """
+    The collateral is well-formed and signed, but not for this quote:
+    FMSPC, PCE-ID, CA, identity kind or format version differ.
+
+    @ivar mismatches: Every difference found, in the order checked.
+    """
+
+    def __init__(self, mismatches: Sequence[Mismatch]) -> None:
+        self.mismatches = tuple(mismatches)
+        super().__init__(
+            "collateral does not match the quote: "
+            + "; ".join(str(m) for m in self.mismatches)
+        )
+
+
+class TCBLevelNotFoundError(QuoteVerificationError):
+    """
+    No TCB level of the TCB Info (or of the QE Identity) is at or below
+    the platform's (or the Quoting Enclave's) security versions.
+    """
+
+
+class QEIdentityMismatchError(QuoteVerificationError):
+    """
+    The Quoting Enclave report does not match the signed QE Identity.
+
+    @ivar mismatches: Every difference found (MRSIGNER, ISVPRODID,
+        MISCSELECT, ATTRIBUTES), in that order.
+    """
+
+    def __init__(self, mismatches: Sequence[Mismatch]) -> None:
+        self.mismatches = tuple(mismatches)
+        super().__init__(
+            "Quoting Enclave does not match the QE Identity: "
+            + "; ".join(str(m) for m in self.mismatches)
+        )
