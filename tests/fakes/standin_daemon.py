@@ -1,10 +1,11 @@
 """
 A minimal stand-in for the attestd daemon, used by the fake C{gramine-sgx}
 only while the attestd twistd plugin does not exist: it listens on the given
-loopback port, logs like twistd does when a stop signal arrives, and exits
-with status 0 on SIGTERM or SIGINT, as C{twistd -n} does after a clean stop.
+loopback port, logs like twistd does when a stop signal arrives, and then
+dies of that same signal, as C{twistd -n} does after a clean stop.
 """
 
+import os
 import signal
 import socket
 import sys
@@ -14,7 +15,8 @@ def stop(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
     sys.stdout.write(f"Received {name}, shutting down.\n")
     sys.stdout.flush()
-    sys.exit(0)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def main() -> int:
