@@ -867,7 +867,10 @@ class CollateralClient:
             msg = f"TLS handshake failed: {_describe(failure)}"
             return CollateralTLSError(url, msg)
         if isinstance(error, ResponseFailed):
-            msg = f"the response was cut short or malformed: {_describe(failure)}"
+            msg = (
+                "the response was cut short or malformed: "
+                f"{_describe(failure)}"
+            )
             return CollateralResponseError(url, msg)
         if isinstance(error, (ConnectError, DNSLookupError)):
             return CollateralConnectionError(url, f"cannot connect: {error}")
