@@ -9,8 +9,10 @@ import datetime
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from attestd._sigstruct import Sigstruct
 from attestd.errors import (
@@ -27,7 +29,7 @@ MRENCLAVE = bytes.fromhex(
 
 
 @pytest.fixture(scope="module")
-def key():
+def key() -> rsa.RSAPrivateKey:
     """
     One RSA-3072 e = 3 signing key for the module (generation is slow).
     """
@@ -35,7 +37,7 @@ def key():
 
 
 @pytest.fixture(scope="module")
-def signed(key):
+def signed(key: rsa.RSAPrivateKey) -> bytes:
     """
     A production SIGSTRUCT with ISV_PROD_ID 7, ISV_SVN 3.
     """
@@ -53,7 +55,7 @@ class TestSigstruct:
     Tests for L{Sigstruct.from_bytes} and L{Sigstruct.verify_signature}.
     """
 
-    def test_measurements(self, key, signed):
+    def test_measurements(self, key: rsa.RSAPrivateKey, signed: bytes) -> None:
         """
         MRENCLAVE is the stored enclave hash and MRSIGNER the SHA-256 of the
         little-endian modulus as stored.
@@ -68,7 +70,7 @@ class TestSigstruct:
         assert mrsigner_of(key) == parsed.mrsigner
         assert modulus == parsed.modulus
 
-    def test_fields(self, signed):
+    def test_fields(self, signed: bytes) -> None:
         """
         The ISV identity, attributes, masks and date are read from their
         offsets.
@@ -83,13 +85,13 @@ class TestSigstruct:
         assert datetime.date(2026, 2, 2) == parsed.date
         assert parsed.debug is False
 
-    def test_date_bytes(self, signed):
+    def test_date_bytes(self, signed: bytes) -> None:
         """
         The date is stored as BCD day, month and little-endian year.
         """
         assert bytes.fromhex("02022620") == signed[20:24]
 
-    def test_debug(self, key):
+    def test_debug(self, key: rsa.RSAPrivateKey) -> None:
         """
         A SIGSTRUCT with the DEBUG attribute bit is reported as debug.
         """
@@ -97,7 +99,7 @@ class TestSigstruct:
         assert parsed.debug is True
         assert parsed.to_dict()["debug_enclave"] is True
 
-    def test_to_dict(self, key, signed):
+    def test_to_dict(self, key: rsa.RSAPrivateKey, signed: bytes) -> None:
         """
         L{Sigstruct.to_dict} uses C{gramine-sgx-sigstruct-view}'s names.
         """
@@ -116,7 +118,7 @@ class TestSigstruct:
             "date": "2026-02-02",
         } == Sigstruct.from_bytes(signed).to_dict()
 
-    def test_signature_verifies(self, signed):
+    def test_signature_verifies(self, signed: bytes) -> None:
         """
         The signature made by the SIGSTRUCT's own key verifies.
         """
@@ -135,7 +137,7 @@ class TestSigstruct:
             1500,
         ],
     )
-    def test_flipped_byte_fails(self, signed, offset):
+    def test_flipped_byte_fails(self, signed: bytes, offset: int) -> None:
         """
         Flipping one bit of a signed field, the signature or Q1/Q2 makes
         the signature check fail.
@@ -147,7 +149,7 @@ class TestSigstruct:
             parsed.verify_signature()
         assert isinstance(e.value, VerificationError)
 
-    def test_other_key_fails(self, signed):
+    def test_other_key_fails(self, signed: bytes) -> None:
         """
         A signature checked against another key's modulus fails.
         """
@@ -165,7 +167,7 @@ class TestMalformed:
     """
 
     @pytest.mark.parametrize("size", [0, 1807, 1809])
-    def test_size(self, signed, size):
+    def test_size(self, signed: bytes, size: int) -> None:
         """
         Anything but 1808 bytes is refused with the size in the message.
         """
@@ -183,7 +185,7 @@ class TestMalformed:
             (20, "date"),
         ],
     )
-    def test_bad_field(self, signed, offset, match):
+    def test_bad_field(self, signed: bytes, offset: int, match: str) -> None:
         """
         A wrong header, vendor, exponent or non-BCD date is refused.
         """
@@ -193,7 +195,7 @@ class TestMalformed:
             Sigstruct.from_bytes(bytes(tampered))
         assert isinstance(e.value, ParseError)
 
-    def test_impossible_date(self, signed):
+    def test_impossible_date(self, signed: bytes) -> None:
         """
         A BCD date that is not a calendar date (month 13) is refused.
         """
@@ -202,7 +204,7 @@ class TestMalformed:
         with pytest.raises(SigstructParseError, match="invalid date"):
             Sigstruct.from_bytes(bytes(tampered))
 
-    def test_small_modulus(self, signed):
+    def test_small_modulus(self, signed: bytes) -> None:
         """
         A modulus shorter than 3072 bits is refused.
         """
@@ -217,7 +219,9 @@ class TestMain:
     Tests for C{python -m attestd._sigstruct}.
     """
 
-    def test_prints_fields(self, tmp_path, key, signed):
+    def test_prints_fields(
+        self, tmp_path: Path, key: rsa.RSAPrivateKey, signed: bytes
+    ) -> None:
         """
         The command prints C{key: value} lines for a valid file.
         """
@@ -234,7 +238,9 @@ class TestMain:
         assert f"mr_enclave: {MRENCLAVE.hex()}" in lines
         assert f"mr_signer: {mrsigner_of(key).hex()}" in lines
 
-    def test_refuses_bad_signature(self, tmp_path, signed):
+    def test_refuses_bad_signature(
+        self, tmp_path: Path, signed: bytes
+    ) -> None:
         """
         The command exits 1 and says why when the signature is wrong.
         """
