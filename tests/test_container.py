@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -437,6 +436,7 @@ class TestRequirements:
         """
         Every runtime dependency of the project is locked.
         """
+        tomllib = pytest.importorskip("tomllib")
         project = tomllib.loads((ROOT / "pyproject.toml").read_text())
         locked = set(self.requirements("requirements.txt"))
         for dependency in project["project"]["dependencies"]:
