@@ -37,7 +37,7 @@ import binascii
 import json
 import os
 import urllib.parse
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from attrs import frozen
 from cryptography import x509
@@ -58,7 +58,10 @@ from twisted.internet.error import (
     ConnectionLost,
     DNSLookupError,
 )
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IPushProducer,
+)
 from twisted.internet.protocol import Protocol as StreamProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import (
@@ -300,7 +303,8 @@ class _BoundedBody(StreamProtocol):
         Drop the connection (on cancellation).
         """
         if self.transport is not None:
-            self.transport.stopProducing()
+            # The response body's transport is a producer.
+            cast(IPushProducer, self.transport).stopProducing()
 
     def _give_up(self) -> None:
         self.stop()
@@ -809,7 +813,7 @@ class CollateralClient:
         GET one URL within the timeout; log it; insist on 200.
         """
         started = self._reactor.seconds()
-        requesting = self._agent.request(
+        requesting: Deferred[Any] = self._agent.request(
             b"GET",
             url.encode("ascii"),
             Headers({b"User-Agent": [b"attestd"]}),
