@@ -202,7 +202,9 @@ class CertificateInfo:
                         msg = f"extension {oid} appears twice"
                         raise CertificateParseError(msg)
                     extensions[oid] = bytes(ext["extnValue"])
-        except (PyAsn1Error, TypeError, ValueError) as e:
+        except (PyAsn1Error, TypeError, ValueError, OverflowError) as e:
+            # pyasn1 raises OverflowError for a length that does not fit
+            # in a machine word (e.g. an 8-byte long-form length).
             if isinstance(e, CertificateParseError):
                 raise
             msg = f"not a well-formed X.509 certificate: {e}"
