@@ -1,0 +1,576 @@
+"""
+The web side of the daemon: the attestation document, health checks,
+the operator's application mounted at C{/}, and a L{Site} that logs one
+access event per request, never shows a traceback, sends HSTS on every
+response and can drain its connections when the daemon stops.
+
+Resources read the server identity through a callable on every request,
+so that a rotated certificate is described as soon as it is served.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, pages, server
+from twisted.web.resource import IResource, Resource
+from twisted.web.wsgi import WSGIResource
+
+from attestd._tls import ServerIdentity
+from attestd.errors import ConfigurationError
+
+#: Path segments of the attestation document, under the site root.
+ATTESTATION_PATH = (b".well-known", b"attestation")
+
+#: Strict-Transport-Security value sent with every response.
+HSTS = b"max-age=63072000"
+
+#: Format of the access log event (namespace C{attestd.access}).
+ACCESS_LOG_FORMAT = (
+    '{client} "{method} {path}" {status} {bytes} {duration:.3f}s '
+    '"{user_agent}"'
+)
+
+IdentitySource = Callable[[], ServerIdentity]
+
+_access_log = Logger(namespace="attestd.access")
+
+
+def attestation_document(identity: ServerIdentity) -> dict[str, Any]:
+    """
+    Describe the evidence an identity presents.
+
+    @param identity: An identity with evidence.
+    @return: The JSON-able document: C{mrenclave}, C{mrsigner} and
+        C{report_data} in hex, C{isv_prod_id}, C{isv_svn}, C{debug},
+        C{evidence} (C{"legacy"} or C{"dice"}), C{quote} in base64 and
+        C{certificate_sha256} in hex.
+    @raise ValueError: If C{identity} has no evidence.
+    """
+    evidence = identity.evidence
+    if evidence is None:
+        msg = "identity carries no RA-TLS evidence"
+        raise ValueError(msg)
+    report = evidence.quote.report
+    return {
+        "mrenclave": report.mrenclave.hex(),
+        "mrsigner": report.mrsigner.hex(),
+        "isv_prod_id": report.isv_prod_id,
+        "isv_svn": report.isv_svn,
+        "debug": report.debug,
+        "report_data": report.report_data.hex(),
+        "evidence": evidence.kind,
+        "quote": base64.b64encode(evidence.quote.raw).decode("ascii"),
+        "certificate_sha256": identity.certificate_sha256,
+    }
+
+
+def _not_found(request: server.Request) -> bytes:
+    body: bytes = pages.notFound().render(request)
+    return body
+
+
+def _json(request: server.Request, code: int, body: object) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, indent=2).encode("ascii") + b"\n"
+
+
+def _text(request: server.Request, code: int, body: str) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    return body.encode("utf-8")
+
+
+class AttestationResource(Resource):
+    """
+    C{/.well-known/attestation}: the RA-TLS evidence of the certificate
+    that this server presents now, as JSON (see L{attestation_document}).
+    A server running without evidence answers 404 with a JSON reason.
+
+    @ivar _identity: Where the current identity comes from.
+    """
+
+    isLeaf = True
+
+    def __init__(self, identity: IdentitySource) -> None:
+        """
+        @param identity: Returns the identity new connections present.
+        """
+        super().__init__()
+        self._identity = identity
+
+    def render_GET(self, request: server.Request) -> bytes:
+        """
+        Answer with the document.
+        """
+        if request.postpath not in ([], [b""]):
+            return _not_found(request)
+        identity = self._identity()
+        if identity.evidence is None:
+            return _json(
+                request,
+                http.NOT_FOUND,
+                {
+                    "error": "unattested",
+                    "reason": identity.unattested_reason,
+                    "certificate_sha256": identity.certificate_sha256,
+                },
+            )
+        return _json(request, http.OK, attestation_document(identity))
+
+
+class HealthResource(Resource):
+    """
+    A plain-text health check: 200 C{ok} when C{check} says so, otherwise
+    503 with the reason it gives.
+
+    @ivar _check: Returns L{None} when healthy, or why not.
+    """
+
+    isLeaf = True
+
+    def __init__(self, check: Callable[[], str | None]) -> None:
+        """
+        @param check: Returns L{None} when healthy, or the reason it is
+            not.
+        """
+        super().__init__()
+        self._check = check
+
+    def render_GET(self, request: server.Request) -> bytes:
+        """
+        Answer the check.
+        """
+        if request.postpath not in ([], [b""]):
+            return _not_found(request)
+        problem = self._check()
+        if problem is None:
+            return _text(request, http.OK, "ok\n")
+        return _text(request, http.SERVICE_UNAVAILABLE, problem + "\n")
+
+
+_DEFAULT_PAGE = """\
+<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>attestd</title></head>
+<body>
+<h1>attestd</h1>
+<p>This HTTPS server runs inside an Intel SGX enclave under Gramine.
+Its TLS certificate is an RA-TLS certificate: it carries an SGX quote
+that binds the certificate's key to the enclave's measurements.</p>
+<p>{status}</p>
+<p>Evidence: <a href="/.well-known/attestation">/.well-known/attestation</a>
+</p>
+</body>
+</html>
+"""
+
+
+class DefaultPage(Resource):
+    """
+    What C{/} shows when no application is mounted.
+
+    @ivar _identity: Where the current identity comes from.
+    """
+
+    isLeaf = True
+
+    def __init__(self, identity: IdentitySource) -> None:
+        """
+        @param identity: Returns the identity new connections present.
+        """
+        super().__init__()
+        self._identity = identity
+
+    def render_GET(self, request: server.Request) -> bytes:
+        """
+        Show the page at C{/}; anything below it does not exist.
+        """
+        if request.postpath not in ([], [b""]):
+            return _not_found(request)
+        if self._identity().evidence is None:
+            status = (
+                "<strong>This server is running UNATTESTED (insecure "
+                "development mode): its certificate proves nothing."
+                "</strong>"
+            )
+        else:
+            status = "Check the quote before trusting this server."
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return _DEFAULT_PAGE.format(status=status).encode("utf-8")
+
+
+class RootResource(Resource):
+    """
+    The site root: attestd's own paths, and the application for
+    everything else.
+
+    C{/healthz}, C{/readyz} and C{/.well-known/attestation} belong to
+    attestd; every other path, including the rest of C{/.well-known/},
+    goes to the application with its path untouched.
+
+    @ivar _app: The application resource.
+    """
+
+    def __init__(
+        self,
+        identity: IdentitySource,
+        app: IResource | None = None,
+        ready: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        """
+        @param identity: Returns the identity new connections present.
+        @param app: The application mounted at C{/}; L{DefaultPage} when
+            L{None}.
+        @param ready: The readiness check of C{/readyz}.
+        """
+        super().__init__()
+        self._app: IResource = (
+            app if app is not None else DefaultPage(identity)
+        )
+        well_known = Resource()
+        well_known.putChild(ATTESTATION_PATH[1], AttestationResource(identity))
+        self.putChild(b"healthz", HealthResource(lambda: None))
+        self.putChild(b"readyz", HealthResource(ready))
+        self.putChild(ATTESTATION_PATH[0], well_known)
+
+    def getChildWithDefault(
+        self, path: bytes, request: server.Request
+    ) -> IResource:
+        """
+        Route a first path segment to attestd's resources or to the
+        application.
+        """
+        postpath = request.postpath or []
+        ours = path in (b"healthz", b"readyz") or (
+            path == ATTESTATION_PATH[0]
+            and postpath[:1] == [ATTESTATION_PATH[1]]
+        )
+        if ours:
+            child: IResource = self.children[path]
+            return child
+        # Give the segment back: the application sees the whole path.
+        prepath = request.prepath or []
+        request.postpath = [prepath.pop(), *postpath]
+        app: IResource = self._app
+        return app
+
+    def render(self, request: server.Request) -> bytes:
+        """
+        Not reached: every request is routed to a child.
+        """
+        body: bytes = self._app.render(request)
+        return body
+
+
+def load_object(spec: str) -> object:
+    """
+    Import C{module:attribute} (the attribute may be dotted).
+
+    @param spec: What to import.
+    @return: The object.
+    @raise ConfigurationError: If it cannot be imported.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        msg = f"{spec!r} is not of the form module:attribute"
+        raise ConfigurationError(msg)
+    try:
+        obj: object = importlib.import_module(module_name)
+    except Exception as e:
+        msg = f"cannot import {module_name}: {type(e).__name__}: {e}"
+        raise ConfigurationError(msg) from e
+    for name in attribute.split("."):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError as e:
+            msg = f"{module_name} has no attribute {attribute}"
+            raise ConfigurationError(msg) from e
+    return obj
+
+
+def app_resource(spec: str) -> IResource:
+    """
+    The L{IResource} named by C{--app module:attribute}.
+
+    @param spec: C{module:attribute}.
+    @return: The resource.
+    @raise ConfigurationError: If it cannot be imported or is not an
+        L{IResource}.
+    """
+    obj = load_object(spec)
+    if not IResource.providedBy(obj):
+        msg = f"{spec} is {type(obj).__name__}, not an IResource"
+        raise ConfigurationError(msg)
+    return obj
+
+
+def wsgi_resource(spec: str, reactor: Any) -> IResource:
+    """
+    A resource running the WSGI application named by C{--wsgi
+    module:attribute} on the reactor's thread pool.
+
+    @param spec: C{module:attribute}.
+    @param reactor: The reactor whose thread pool runs the application.
+    @return: The resource.
+    @raise ConfigurationError: If it cannot be imported or is not
+        callable.
+    """
+    app = load_object(spec)
+    if not callable(app):
+        msg = f"{spec} is {type(app).__name__}, not a WSGI application"
+        raise ConfigurationError(msg)
+    return WSGIResource(reactor, reactor.getThreadPool(), app)
+
+
+class Request(server.Request):
+    """
+    A request that always sends HSTS, answers failures with a plain 500
+    and no traceback, and knows when it started.
+
+    @ivar started: When the request object was made (C{time.monotonic}).
+    """
+
+    def __init__(self, channel: http.HTTPChannel, *args: Any) -> None:
+        super().__init__(channel, *args)
+        self.started = time.monotonic()
+
+    def write(self, data: bytes) -> None:
+        """
+        Add HSTS before the headers go out, then write.
+        """
+        if not self.startedWriting:
+            self.setHeader(b"strict-transport-security", HSTS)
+        super().write(data)
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        """
+        Log the failure and answer 500 with a plain body; if the response
+        has already begun, cut the connection instead, so the client does
+        not take a partial response for a whole one.
+        """
+        _log_failure(self, reason)
+        if self.startedWriting:
+            transport: Any = self.channel.transport
+            transport.abortConnection()
+            return reason
+        body = b"500 Internal Server Error\n"
+        self.setResponseCode(http.INTERNAL_SERVER_ERROR)
+        self.responseHeaders.setRawHeaders(
+            b"content-type", [b"text/plain; charset=utf-8"]
+        )
+        self.setHeader(b"content-length", b"%d" % (len(body),))
+        self.write(body)
+        self.finish()
+        return reason
+
+
+_error_log = Logger(namespace="attestd.web")
+
+
+def _log_failure(request: server.Request, reason: Failure) -> None:
+    _error_log.failure(
+        "Unhandled error answering {method} {path}",
+        failure=reason,
+        method=_text_of(request.method),
+        path=_text_of(request.path),
+    )
+
+
+def _text_of(value: bytes | None) -> str:
+    if value is None:
+        return "-"
+    return value.decode("utf-8", "backslashreplace")
+
+
+class HTTPChannel(http.HTTPChannel):
+    """
+    An HTTP/1.1 channel that its L{Site} can drain: once draining, it
+    finishes the request in progress, then closes; an idle channel
+    closes at once.
+
+    @ivar site: The site that made this channel.
+    @ivar _draining: Whether L{drain} was called.
+    """
+
+    site: Site
+    _draining = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.channel_opened(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        self.site.channel_closed(self)
+
+    def checkPersistence(self, request: http.Request, version: bytes) -> bool:
+        """
+        Keep the connection open after this request only when not
+        draining.
+        """
+        if self._draining:
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        persistent: bool = super().checkPersistence(request, version)
+        return persistent
+
+    def loseConnection(self) -> None:
+        """
+        Close the connection.  When draining, also close the TCP
+        connection under TLS right after TLS's close_notify, rather than
+        wait for the client's close_notify, which an idle keep-alive
+        client would only send when it next uses the connection.
+        """
+        super().loseConnection()
+        if self._draining:
+            tls: Any = self.transport
+            tcp = getattr(tls, "transport", None)
+            if tcp is not None:
+                tcp.loseConnection()
+
+    def drain(self) -> None:
+        """
+        Close now if idle; otherwise close after the current response.
+        """
+        self._draining = True
+        self.persistent = False
+        if not self.requests:
+            self.loseConnection()
+            return
+        for request in self.requests:
+            if not request.startedWriting:
+                request.responseHeaders.setRawHeaders(
+                    b"connection", [b"close"]
+                )
+
+    def abort(self) -> None:
+        """
+        Close at once, whatever is in progress.
+        """
+        transport: Any = self.transport
+        transport.abortConnection()
+
+
+class Site(server.Site):
+    """
+    attestd's site: tracebacks are never shown, every finished request
+    is one access event, and its connections can be drained.
+
+    @ivar clock: The reactor's clock (drain deadline).
+    @ivar draining: Whether L{drain} was called.
+    @ivar _channels: The channels open now.
+    @ivar _idle: Deferreds waiting for the last channel to close.
+    """
+
+    # Twisted types this as making its HTTP/2-capable wrapper; plain
+    # HTTP/1.1 channels are what ALPN negotiates here.
+    protocol = HTTPChannel  # type: ignore[assignment]
+    displayTracebacks = False
+    noisy = False
+
+    def __init__(self, resource: IResource, clock: IReactorTime) -> None:
+        """
+        @param resource: The root resource.
+        @param clock: The reactor's clock.
+        """
+        super().__init__(resource, requestFactory=Request, reactor=clock)
+        self.clock = clock
+        self.draining = False
+        self._channels: set[HTTPChannel] = set()
+        self._idle: list[Deferred[None]] = []
+
+    def log(self, request: http.Request) -> None:
+        """
+        Emit one access event for a finished request.
+
+        Fields: C{client} (peer address), C{method}, C{path} (without
+        the query string), C{status}, C{bytes} (body bytes sent),
+        C{duration} (seconds) and C{user_agent}.
+        """
+        peer = request.getClientAddress()
+        started = getattr(request, "started", None)
+        duration = time.monotonic() - started if started is not None else 0.0
+        _access_log.info(
+            ACCESS_LOG_FORMAT,
+            client=getattr(peer, "host", str(peer)),
+            method=_text_of(request.method),
+            path=_text_of(request.path),
+            status=request.code,
+            bytes=request.sentLength,
+            duration=duration,
+            user_agent=_text_of(request.getHeader(b"user-agent")),
+        )
+
+    def channel_opened(self, channel: HTTPChannel) -> None:
+        """
+        Track a new channel; drain it at once if the site is draining.
+        """
+        self._channels.add(channel)
+        if self.draining:
+            channel.drain()
+
+    def channel_closed(self, channel: HTTPChannel) -> None:
+        """
+        Forget a closed channel; wake L{drain} when none are left.
+        """
+        self._channels.discard(channel)
+        if not self._channels:
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(None)
+
+    @property
+    def open_channels(self) -> int:
+        """
+        How many connections are open now.
+        """
+        return len(self._channels)
+
+    def drain(self, timeout: float) -> Deferred[None]:
+        """
+        Let every connection finish the request it is handling, then
+        close it; close idle ones at once; after C{timeout} seconds cut
+        whatever is left.
+
+        @param timeout: Seconds to wait before cutting connections.
+        @return: Fires when every connection is closed.
+        """
+        self.draining = True
+        for channel in list(self._channels):
+            channel.drain()
+        if not self._channels:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._idle.append(done)
+        deadline = self.clock.callLater(timeout, self._cut)
+        done.addBoth(_cancel_call, deadline)
+        return done
+
+    def _cut(self) -> None:
+        if self._channels:
+            _error_log.warn(
+                "Drain timeout: cutting {count} connections still open",
+                count=len(self._channels),
+            )
+        for channel in list(self._channels):
+            channel.abort()
+
+
+def _cancel_call(result: object, call: IDelayedCall) -> object:
+    if call.active():
+        call.cancel()
+    return result
