@@ -183,7 +183,7 @@ class TestFromEnv:
         policy = Policy.from_env(
             konvera_env(RA_TLS_MRENCLAVE=KONVERA["mrenclave"].upper())
         )
-        assert policy.mrenclave == KONVERA_MRENCLAVE
+        assert KONVERA_MRENCLAVE == policy.mrenclave
 
     @pytest.mark.parametrize(
         "name",
@@ -219,7 +219,7 @@ class TestFromEnv:
         """
         policy = Policy.from_env(konvera_env(**{name: "any"}))
         assert getattr(policy, field) is None
-        assert policy.mismatches(HandVerdict(quote_with(), "UpToDate")) == ()
+        assert () == policy.mismatches(HandVerdict(quote_with(), "UpToDate"))
         others = {"mrenclave", "mrsigner", "isv_prod_id", "isv_svn"} - {field}
         assert all(getattr(policy, f) is not None for f in others)
 
@@ -233,11 +233,11 @@ class TestFromEnv:
                 konvera_env(RA_TLS_MRENCLAVE="any", RA_TLS_MRSIGNER="any")
             )
         assert policy.accepts_any_enclave
-        assert len(any_enclave_warnings(events)) == 1
+        assert 1 == len(any_enclave_warnings(events))
         other = quote_with(CCC_DICE_QUOTE.read_bytes())
-        assert [
+        assert ["debug"] == [
             m.field for m in policy.mismatches(HandVerdict(other, "UpToDate"))
-        ] == ["debug"]
+        ]
 
     def test_one_measurement_does_not_warn(self) -> None:
         """
@@ -245,7 +245,7 @@ class TestFromEnv:
         """
         with capturedLogs() as events:
             Policy.from_env(konvera_env(RA_TLS_MRENCLAVE="any"))
-        assert any_enclave_warnings(events) == []
+        assert [] == any_enclave_warnings(events)
 
     @pytest.mark.parametrize(
         "value",
@@ -369,7 +369,7 @@ class TestFromEnv:
             allow_debug_enclave_insecure=True,
         )
         env = policy.to_env()
-        assert env["RA_TLS_ISV_PROD_ID"] == "any"
+        assert "any" == env["RA_TLS_ISV_PROD_ID"]
         assert policy == Policy.from_env(env)
 
 
@@ -396,7 +396,7 @@ class TestConstruction:
                 accept_any_enclave=True,
             )
         assert policy.accepts_any_enclave
-        assert len(any_enclave_warnings(events)) == 1
+        assert 1 == len(any_enclave_warnings(events))
 
     def test_word_is_harmless_with_a_measurement(self) -> None:
         """
@@ -405,7 +405,7 @@ class TestConstruction:
         """
         with capturedLogs() as events:
             policy = konvera_policy(mrsigner=None, accept_any_enclave=True)
-        assert any_enclave_warnings(events) == []
+        assert [] == any_enclave_warnings(events)
         ccc = quote_with(CCC_DICE_QUOTE.read_bytes())
         assert "mrenclave" in [
             m.field for m in policy.mismatches(HandVerdict(ccc, "UpToDate"))
@@ -509,9 +509,9 @@ class TestMeasurements:
         A higher ISVPRODID is as wrong as a lower one.
         """
         verdict = HandVerdict(quote_with(isv_prod_id=2), "UpToDate")
-        assert [
+        assert ["isv_prod_id"] == [
             m.field for m in konvera_policy(isv_prod_id=1).mismatches(verdict)
-        ] == ["isv_prod_id"]
+        ]
 
     def test_all_reported(self) -> None:
         """
@@ -531,7 +531,7 @@ class TestMeasurements:
             SIX_ADVISORIES,
             collateral_expired=True,
         )
-        assert [m.field for m in refusal(policy, verdict)] == [
+        assert [
             "mrenclave",
             "mrsigner",
             "isv_prod_id",
@@ -543,7 +543,7 @@ class TestMeasurements:
             "attributes",
             "tcb_status",
             "collateral_expired",
-        ]
+        ] == [m.field for m in refusal(policy, verdict)]
 
     def test_error_text_lists_all(self) -> None:
         """
@@ -569,10 +569,10 @@ class TestMeasurements:
 
         monkeypatch.setattr(_policy.hmac, "compare_digest", recording)
         konvera_policy().check(HandVerdict(quote_with(), "UpToDate"))
-        assert calls == [
+        assert [
             (KONVERA_MRENCLAVE, KONVERA_MRENCLAVE),
             (KONVERA_MRSIGNER, KONVERA_MRSIGNER),
-        ]
+        ] == calls
 
 
 class TestAttributes:
@@ -590,7 +590,7 @@ class TestAttributes:
             isv_svn=0,
         )
         verdict = HandVerdict(quote, "UpToDate")
-        assert [m.field for m in refusal(policy, verdict)] == ["debug"]
+        assert ["debug"] == [m.field for m in refusal(policy, verdict)]
         policy = Policy.from_env(
             policy.to_env() | {"RA_TLS_ALLOW_DEBUG_ENCLAVE_INSECURE": "1"}
         )
@@ -662,8 +662,8 @@ class TestTCBStatus:
         if GRAMINE_ACCEPTS[status](outdated, hw, sw):
             policy.check(verdict)
         else:
-            assert [m.field for m in refusal(policy, verdict)] == [
-                "tcb_status"
+            assert ["tcb_status"] == [
+                m.field for m in refusal(policy, verdict)
             ]
 
     def test_revoked_always_refused(self) -> None:
@@ -689,9 +689,9 @@ class TestTCBStatus:
             allow_hw_config_needed=True,
             allow_sw_hardening_needed=True,
         )
-        assert [
+        assert ["tcb_status"] == [
             m.field for m in refusal(policy, HandVerdict(quote_with(), status))
-        ] == ["tcb_status"]
+        ]
 
     def test_advisories_in_mismatch(self) -> None:
         """
@@ -700,7 +700,7 @@ class TestTCBStatus:
         """
         verdict = HandVerdict(quote_with(), "OutOfDate", SIX_ADVISORIES)
         (mismatch,) = refusal(konvera_policy(), verdict)
-        assert mismatch.field == "tcb_status"
+        assert "tcb_status" == mismatch.field
         assert mismatch.actual.startswith("OutOfDate")
         for advisory in SIX_ADVISORIES:
             assert advisory in mismatch.actual
@@ -739,7 +739,7 @@ class TestCollateralExpiry:
             quote_with(), "UpToDate", collateral_expired=True
         )
         (mismatch,) = refusal(konvera_policy(), verdict)
-        assert mismatch.field == "collateral_expired"
+        assert "collateral_expired" == mismatch.field
         assert "2025-09-14T04:36:46+00:00" in mismatch.actual
         konvera_policy(allow_outdated_tcb_insecure=True).check(verdict)
 
@@ -756,6 +756,6 @@ class TestCollateralExpiry:
         verdict = HandVerdict(
             quote_with(), "UpToDate", collateral_expired=True
         )
-        assert [m.field for m in refusal(policy, verdict)] == [
-            "collateral_expired"
+        assert ["collateral_expired"] == [
+            m.field for m in refusal(policy, verdict)
         ]
