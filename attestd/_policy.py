@@ -339,6 +339,7 @@ class Policy:
                 )
             )
         found.extend(_attribute_mismatches(report.flags))
+        # XXX: KSS fields (ISVEXTPRODID, CONFIGID, CONFIGSVN, ISVFAMILYID) are not checked, as in Gramine, so a KSS enclave's configuration is not pinned.
         status = _status_name(verdict.status)
         if not self.allows_tcb_status(status):
             found.append(
