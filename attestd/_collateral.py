@@ -98,7 +98,7 @@ class Collateral:
             raise CollateralParseError(msg)
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             msg = f"collateral bundle is not JSON: {e}"
             raise CollateralParseError(msg) from e
         if not isinstance(data, dict):

@@ -210,8 +210,9 @@ class Quote:
         The PEM certificates of the type-5 certification data, leaf first.
 
         @return: The certificates, each a PEM block.
-        @raise QuoteParseError: If the certification data is not of type 5
-            or holds no certificate.
+        @raise UnsupportedQuoteError: If the certification data is not of
+            type 5.
+        @raise QuoteParseError: If it holds no certificate.
         """
         if self.certification_data_type != CERT_DATA_PCK_CHAIN:
             msg = (
@@ -219,7 +220,7 @@ class Quote:
                 f"{self.certification_data_type} is not supported "
                 "(only type 5, the PCK certificate chain)"
             )
-            raise QuoteParseError(msg)
+            raise UnsupportedQuoteError(msg)
         blocks = _PEM_CERT.findall(self.certification_data)
         if not blocks:
             msg = "certification data holds no PEM certificate"

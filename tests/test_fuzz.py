@@ -586,14 +586,6 @@ class TestCollateralParser:
         only(PARSE_ONLY, lambda: Collateral.from_json(json.dumps(data)))
         only(PARSE_ONLY, lambda: Collateral.from_dict(data))
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=RecursionError,
-        reason=(
-            "attestd/_collateral.py does not catch RecursionError from "
-            "json.loads; reported, owned by another helper"
-        ),
-    )
     def test_deeply_nested_json(self) -> None:
         """
         A bundle of deeply nested JSON arrays is refused with a parse

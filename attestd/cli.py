@@ -1,0 +1,563 @@
+"""
+The C{attestd} command: verify RA-TLS servers and inspect enclave
+artefacts.
+
+  - C{attestd verify https://HOST:PORT | --cert FILE}: verify a server's
+    RA-TLS certificate (or a certificate file) against collateral and a
+    measurement policy.  Exit status 0: accepted; 1: refused; 2: usage or
+    I/O error.
+  - C{attestd inspect FILE}: show what a certificate, quote or SIGSTRUCT
+    (C{.sig}) holds, without verifying it.
+  - C{attestd measure FILE.sig}: MRENCLAVE, MRSIGNER, ISV_PROD_ID, ISV_SVN
+    and the debug flag of a signed enclave.
+  - C{attestd collateral fetch}: fetch collateral from a PCCS or Intel PCS
+    into an offline bundle.
+  - C{attestd start}: the container start command (see L{attestd.start}).
+
+Measurement flags default to Gramine's C{RA_TLS_*} environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from attestd._collateral import Collateral
+from attestd._dcap import TrustRoot
+from attestd._evidence import RATLSEvidence, certificate_der
+from attestd._policy import Policy
+from attestd._quote import Quote
+from attestd._sigstruct import SIGSTRUCT_SIZE, Sigstruct
+from attestd._verifier import RATLSVerdict, verify_ratls_certificate
+from attestd.errors import (
+    AttestdError,
+    ConfigurationError,
+    ParseError,
+    PolicyError,
+    VerificationError,
+)
+
+EXIT_ACCEPTED = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+#: Bound on files read by the command: certificates, quotes, bundles.
+_MAX_INPUT = 8 * 1024 * 1024
+
+
+class _UsageError(Exception):
+    """
+    Bad arguments or unreadable input: exit status 2.
+    """
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_INPUT + 1)
+    except OSError as e:
+        msg = f"cannot read {what} {path}: {e.strerror or e}"
+        raise _UsageError(msg) from e
+    if len(data) > _MAX_INPUT:
+        msg = f"{what} {path} is larger than {_MAX_INPUT} bytes"
+        raise _UsageError(msg)
+    return data
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(text), timezone.utc)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        msg = f"--at: {text!r} is neither POSIX seconds nor ISO 8601"
+        raise _UsageError(msg) from e
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when
+
+
+def _hex32(text: str, name: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        msg = f"{name} must be 64 hex digits"
+        raise _UsageError(msg)
+    return value
+
+
+def _u16(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) > 0xFFFF:
+        msg = f"{name} must be a decimal number from 0 to 65535"
+        raise _UsageError(msg)
+    return int(text)
+
+
+def build_policy(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> Policy:
+    """
+    The policy the command line asks for.
+
+    Flags win; without any measurement flag, Gramine's C{RA_TLS_*}
+    variables are used with Gramine's rules (all four must be set, C{any}
+    skips one).  The C{--allow-*} flags add to the C{RA_TLS_ALLOW_*}
+    variables.
+
+    @raise _UsageError: If the flags are inconsistent or malformed.
+    """
+    flags_given = any(
+        v is not None
+        for v in (
+            args.mrenclave,
+            args.mrsigner,
+            args.isv_prod_id,
+            args.isv_svn,
+        )
+    )
+    env_given = any(k.startswith("RA_TLS_MR") for k in environ) or any(
+        k.startswith("RA_TLS_ISV") for k in environ
+    )
+    allow = {
+        "allow_outdated_tcb_insecure": args.allow_outdated
+        or environ.get("RA_TLS_ALLOW_OUTDATED_TCB_INSECURE") == "1",
+        "allow_hw_config_needed": args.allow_hw_config
+        or environ.get("RA_TLS_ALLOW_HW_CONFIG_NEEDED") == "1",
+        "allow_sw_hardening_needed": args.allow_sw_hardening
+        or environ.get("RA_TLS_ALLOW_SW_HARDENING_NEEDED") == "1",
+        "allow_debug_enclave_insecure": args.allow_debug
+        or environ.get("RA_TLS_ALLOW_DEBUG_ENCLAVE_INSECURE") == "1",
+    }
+    if not flags_given and env_given and not args.any_enclave:
+        try:
+            from_env = Policy.from_env(environ)
+        except ConfigurationError as e:
+            raise _UsageError(str(e)) from e
+        return Policy(
+            mrenclave=from_env.mrenclave,
+            mrsigner=from_env.mrsigner,
+            isv_prod_id=from_env.isv_prod_id,
+            isv_svn=from_env.isv_svn,
+            accept_any_enclave=(
+                from_env.mrenclave is None and from_env.mrsigner is None
+            ),
+            **allow,
+        )
+    mrenclave = (
+        _hex32(args.mrenclave, "--mrenclave") if args.mrenclave else None
+    )
+    mrsigner = _hex32(args.mrsigner, "--mrsigner") if args.mrsigner else None
+    if mrenclave is None and mrsigner is None and not args.any_enclave:
+        msg = (
+            "say which enclave to accept: --mrenclave and/or --mrsigner "
+            "(or RA_TLS_* variables), or --any-enclave to accept any"
+        )
+        raise _UsageError(msg)
+    try:
+        return Policy(
+            mrenclave=mrenclave,
+            mrsigner=mrsigner,
+            isv_prod_id=(
+                _u16(args.isv_prod_id, "--isv-prod-id")
+                if args.isv_prod_id is not None
+                else None
+            ),
+            isv_svn=(
+                _u16(args.isv_svn, "--isv-svn")
+                if args.isv_svn is not None
+                else None
+            ),
+            accept_any_enclave=args.any_enclave,
+            **allow,
+        )
+    except ConfigurationError as e:
+        raise _UsageError(str(e)) from e
+
+
+def _peer_certificate(url: str, timeout: float) -> bytes:
+    """
+    Connect to an HTTPS URL and return the server's certificate DER,
+    without trusting it (it is verified afterwards).
+    """
+    from attestd._fetchcert import fetch_peer_certificate
+
+    return fetch_peer_certificate(url, timeout)
+
+
+def _collateral(
+    args: argparse.Namespace, evidence: RATLSEvidence
+) -> Collateral:
+    if args.collateral:
+        try:
+            return Collateral.from_json(_read(args.collateral, "bundle"))
+        except ParseError as e:
+            msg = f"collateral bundle {args.collateral}: {e}"
+            raise _UsageError(msg) from e
+    if args.pccs:
+        from attestd._pccsfetch import fetch_blocking
+        from attestd._platform import pck_identity
+
+        fmspc, ca = pck_identity(evidence.quote)
+        return fetch_blocking(
+            args.pccs,
+            fmspc,
+            ca,
+            ca_file=args.pccs_ca,
+            timeout=args.timeout,
+        )
+    msg = "say where collateral comes from: --collateral FILE or --pccs URL"
+    raise _UsageError(msg)
+
+
+def _print_verdict(
+    out: TextIO, verdict: RATLSVerdict | None, evidence: RATLSEvidence | None
+) -> None:
+    if evidence is not None:
+        report = evidence.quote.report
+        out.write(f"evidence:      {evidence.kind}\n")
+        out.write(f"mrenclave:     {report.mrenclave.hex()}\n")
+        out.write(f"mrsigner:      {report.mrsigner.hex()}\n")
+        out.write(f"isv_prod_id:   {report.isv_prod_id}\n")
+        out.write(f"isv_svn:       {report.isv_svn}\n")
+        out.write(f"debug:         {str(report.debug).lower()}\n")
+        out.write(
+            f"certificate:   sha256:{evidence.certificate.sha256.hex()}\n"
+        )
+    if verdict is not None:
+        q = verdict.quote
+        out.write(f"tcb_status:    {q.status.value}\n")
+        out.write(f"advisory_ids:  {', '.join(q.advisory_ids) or '-'}\n")
+        out.write(
+            f"collateral:    valid until {q.collateral_expires:%Y-%m-%dT%H:%M:%SZ}\n"
+        )
+
+
+def cmd_verify(
+    args: argparse.Namespace, out: TextIO, environ: Mapping[str, str]
+) -> int:
+    """
+    C{attestd verify}.
+    """
+    if bool(args.url) == bool(args.cert):
+        msg = "give exactly one of an https:// URL or --cert FILE"
+        raise _UsageError(msg)
+    if args.collateral and args.pccs:
+        msg = "give only one of --collateral and --pccs"
+        raise _UsageError(msg)
+    policy = build_policy(args, environ)
+    now = _parse_time(args.at) if args.at else datetime.now(timezone.utc)
+    trust_root = None
+    if args.trust_root:
+        data = _read(args.trust_root, "trust root")
+        try:
+            trust_root = (
+                TrustRoot.from_der(data)
+                if data[:1] == b"\x30"
+                else TrustRoot.from_pem(data)
+            )
+        except ParseError as e:
+            msg = f"trust root {args.trust_root}: {e}"
+            raise _UsageError(msg) from e
+    if args.url:
+        if not args.url.startswith("https://"):
+            msg = "the URL must be https:// (attestd servers are TLS only)"
+            raise _UsageError(msg)
+        der = _peer_certificate(args.url, args.timeout)
+    else:
+        try:
+            der = certificate_der(_read(args.cert, "certificate"))
+        except ParseError as e:
+            msg = f"certificate {args.cert}: {e}"
+            raise _UsageError(msg) from e
+    evidence: RATLSEvidence | None = None
+    verdict: RATLSVerdict | None = None
+    try:
+        evidence = RATLSEvidence.from_certificate(der)
+        collateral = _collateral(args, evidence)
+        verdict = verify_ratls_certificate(
+            der, collateral, policy, now=now, trust_root=trust_root
+        )
+    except (VerificationError, ParseError) as e:
+        reasons = (
+            [str(m) for m in e.mismatches]
+            if isinstance(e, PolicyError)
+            else [str(e)]
+        )
+        if args.json:
+            json.dump(
+                {
+                    "accepted": False,
+                    "error": type(e).__name__,
+                    "reasons": reasons,
+                    "evidence": _evidence_dict(evidence),
+                },
+                out,
+                indent=1,
+            )
+            out.write("\n")
+        else:
+            out.write("REFUSED\n")
+            _print_verdict(out, None, evidence)
+            for reason in reasons:
+                out.write(f"reason:        {reason}\n")
+        return EXIT_REFUSED
+    if args.json:
+        result = verdict.to_json_dict()
+        result["accepted"] = True
+        json.dump(result, out, indent=1)
+        out.write("\n")
+    else:
+        out.write("ACCEPTED\n")
+        _print_verdict(out, verdict, evidence)
+    return EXIT_ACCEPTED
+
+
+def _evidence_dict(evidence: RATLSEvidence | None) -> dict[str, Any] | None:
+    if evidence is None:
+        return None
+    report = evidence.quote.report
+    return {
+        "evidence": evidence.kind,
+        "mrenclave": report.mrenclave.hex(),
+        "mrsigner": report.mrsigner.hex(),
+        "isv_prod_id": report.isv_prod_id,
+        "isv_svn": report.isv_svn,
+        "debug": report.debug,
+        "certificate_sha256": evidence.certificate.sha256.hex(),
+    }
+
+
+def _quote_dict(quote: Quote) -> dict[str, Any]:
+    report = quote.report
+    return {
+        "version": quote.header.version,
+        "qe_svn": quote.header.qe_svn,
+        "pce_svn": quote.header.pce_svn,
+        "mrenclave": report.mrenclave.hex(),
+        "mrsigner": report.mrsigner.hex(),
+        "isv_prod_id": report.isv_prod_id,
+        "isv_svn": report.isv_svn,
+        "attributes_flags": hex(report.flags),
+        "attributes_xfrm": hex(report.xfrm),
+        "debug": report.debug,
+        "report_data": report.report_data.hex(),
+        "certification_data_type": quote.certification_data_type,
+    }
+
+
+def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    """
+    C{attestd inspect}: certificate, quote or SIGSTRUCT, detected.
+    """
+    data = _read(args.file, "file")
+    result: dict[str, Any]
+    if len(data) == SIGSTRUCT_SIZE and data[:16] == bytes.fromhex(
+        "06000000e10000000000010000000000"
+    ):
+        result = {"kind": "sigstruct", **Sigstruct.from_bytes(data).to_dict()}
+    elif data[:2] == b"\x03\x00":
+        result = {"kind": "quote", **_quote_dict(Quote.from_bytes(data))}
+    else:
+        der = certificate_der(data)
+        evidence = RATLSEvidence.from_certificate(der)
+        try:
+            evidence.check_binding()
+            binding = "holds"
+        except VerificationError as e:
+            binding = f"BROKEN: {e}"
+        result = {
+            "kind": "certificate",
+            "evidence": evidence.kind,
+            "certificate_sha256": evidence.certificate.sha256.hex(),
+            "key_binding": binding,
+            "quote": _quote_dict(evidence.quote),
+        }
+    if args.json:
+        json.dump(result, out, indent=1)
+        out.write("\n")
+    else:
+        _print_flat(out, result)
+    return 0
+
+
+def _print_flat(
+    out: TextIO, data: Mapping[str, Any], prefix: str = ""
+) -> None:
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            _print_flat(out, value, f"{prefix}{key}.")
+        elif isinstance(value, bool):
+            out.write(f"{prefix}{key}: {str(value).lower()}\n")
+        else:
+            out.write(f"{prefix}{key}: {value}\n")
+
+
+def cmd_measure(args: argparse.Namespace, out: TextIO) -> int:
+    """
+    C{attestd measure FILE.sig}, like C{gramine-sgx-sigstruct-view}.
+    """
+    sig = Sigstruct.from_bytes(_read(args.file, "SIGSTRUCT"))
+    sig.verify_signature()
+    fields = {
+        "mr_enclave": sig.mrenclave.hex(),
+        "mr_signer": sig.mrsigner.hex(),
+        "isv_prod_id": sig.isv_prod_id,
+        "isv_svn": sig.isv_svn,
+        "debug_enclave": sig.debug,
+    }
+    if args.json:
+        json.dump(fields, out, indent=1)
+        out.write("\n")
+    else:
+        _print_flat(out, fields)
+    return 0
+
+
+def cmd_collateral_fetch(args: argparse.Namespace, out: TextIO) -> int:
+    """
+    C{attestd collateral fetch}: write an offline bundle.
+    """
+    from attestd._pccsfetch import fetch_blocking
+    from attestd._platform import pck_identity
+
+    if args.for_file:
+        data = _read(args.for_file, "certificate or quote")
+        quote = (
+            Quote.from_bytes(data)
+            if data[:2] == b"\x03\x00"
+            else RATLSEvidence.from_certificate(certificate_der(data)).quote
+        )
+        fmspc, ca = pck_identity(quote)
+    elif args.fmspc and args.ca:
+        fmspc, ca = bytes.fromhex(args.fmspc), args.ca
+    else:
+        msg = "give --for FILE, or --fmspc HEX with --ca platform|processor"
+        raise _UsageError(msg)
+    collateral = fetch_blocking(
+        args.pccs, fmspc, ca, ca_file=args.pccs_ca, timeout=args.timeout
+    )
+    text = collateral.to_json()
+    if args.output == "-":
+        out.write(text + "\n")
+    else:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attestd",
+        description="Verify RA-TLS servers and inspect SGX enclave artefacts.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    verify = sub.add_parser(
+        "verify",
+        help="verify an RA-TLS server or certificate",
+        description=(
+            "Verify an RA-TLS certificate: DCAP quote, collateral, key "
+            "binding and measurement policy.  Exit 0: accepted, 1: "
+            "refused, 2: usage or I/O error."
+        ),
+    )
+    verify.add_argument("url", nargs="?", help="https://HOST:PORT")
+    verify.add_argument("--cert", help="verify a certificate file instead")
+    verify.add_argument("--collateral", help="offline collateral bundle")
+    verify.add_argument("--pccs", help="PCCS or Intel PCS base URL")
+    verify.add_argument("--pccs-ca", help="CA file for the PCCS's TLS")
+    verify.add_argument("--trust-root", help="root CA instead of Intel's")
+    verify.add_argument("--mrenclave", help="expected MRENCLAVE (hex)")
+    verify.add_argument("--mrsigner", help="expected MRSIGNER (hex)")
+    verify.add_argument("--isv-prod-id", help="expected ISV_PROD_ID")
+    verify.add_argument("--isv-svn", help="minimum ISV_SVN")
+    verify.add_argument(
+        "--any-enclave",
+        action="store_true",
+        help="accept any enclave measurement (INSECURE)",
+    )
+    verify.add_argument("--allow-outdated", action="store_true")
+    verify.add_argument("--allow-hw-config", action="store_true")
+    verify.add_argument("--allow-sw-hardening", action="store_true")
+    verify.add_argument("--allow-debug", action="store_true")
+    verify.add_argument("--at", help="verification time (POSIX or ISO)")
+    verify.add_argument("--timeout", type=float, default=10.0)
+    verify.add_argument("--json", action="store_true")
+
+    inspect = sub.add_parser("inspect", help="show a certificate/quote/.sig")
+    inspect.add_argument("file")
+    inspect.add_argument("--json", action="store_true")
+
+    measure = sub.add_parser("measure", help="measurements of a .sig file")
+    measure.add_argument("file")
+    measure.add_argument("--json", action="store_true")
+
+    collateral = sub.add_parser("collateral", help="collateral tools")
+    csub = collateral.add_subparsers(dest="collateral_command", required=True)
+    fetch = csub.add_parser("fetch", help="fetch collateral into a bundle")
+    fetch.add_argument("--pccs", required=True, help="PCCS or PCS base URL")
+    fetch.add_argument("--pccs-ca", help="CA file for the PCCS's TLS")
+    fetch.add_argument("--for", dest="for_file", help="certificate or quote")
+    fetch.add_argument("--fmspc")
+    fetch.add_argument("--ca", choices=["platform", "processor"])
+    fetch.add_argument("--timeout", type=float, default=30.0)
+    fetch.add_argument("-o", "--output", default="-")
+
+    sub.add_parser("start", help="container start command", add_help=False)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """
+    Run the command.
+
+    @param argv: Arguments without the program name (default: C{sys.argv}).
+    @param out: Where results go (default: standard output).
+    @param environ: The environment (default: C{os.environ}).
+    @return: The exit status.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    out = sys.stdout if out is None else out
+    environ = os.environ if environ is None else environ
+    if args_list[:1] == ["start"]:
+        from attestd.start import main as start_main
+
+        return start_main(args_list[1:])
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "verify":
+            return cmd_verify(args, out, environ)
+        if args.command == "inspect":
+            return cmd_inspect(args, out)
+        if args.command == "measure":
+            return cmd_measure(args, out)
+        return cmd_collateral_fetch(args, out)
+    except _UsageError as e:
+        sys.stderr.write(f"attestd: {e}\n")
+        return EXIT_USAGE
+    except AttestdError as e:
+        # inspect, measure or fetch on bad input, or an I/O failure.
+        sys.stderr.write(f"attestd: {e}\n")
+        return EXIT_USAGE
+
+
+def _entry() -> None:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    _entry()
