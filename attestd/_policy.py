@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import hmac
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from attrs import frozen
-from twisted.logger import Logger
 
 from attestd._quote import (
     FLAG_EINITTOKEN_KEY,
@@ -36,9 +36,12 @@ from attestd._quote import (
     FLAG_PROVISION_KEY,
     ReportBody,
 )
-from attestd.errors import ConfigurationError, Mismatch, PolicyError
-
-_log = Logger()
+from attestd.errors import (
+    ConfigurationError,
+    InsecurePolicyWarning,
+    Mismatch,
+    PolicyError,
+)
 
 ENV_MRENCLAVE = "RA_TLS_MRENCLAVE"
 ENV_MRSIGNER = "RA_TLS_MRSIGNER"
@@ -186,10 +189,13 @@ class Policy:
                     "any enclave; pass accept_any_enclave=True to mean it"
                 )
                 raise ConfigurationError(msg)
-            _log.warn(
+            # A Python warning keeps this module free of Twisted; twistd
+            # and trial route warnings into the twisted.logger stream.
+            warnings.warn(
                 "RA-TLS policy accepts any enclave: neither MRENCLAVE nor "
                 "MRSIGNER is checked",
-                event_name="policy_accepts_any_enclave",
+                InsecurePolicyWarning,
+                stacklevel=3,
             )
 
     @property

@@ -267,3 +267,49 @@ class QEIdentityMismatchError(QuoteVerificationError):
             "Quoting Enclave does not match the QE Identity: "
             + "; ".join(str(m) for m in self.mismatches)
         )
+
+
+class AttestationSourceError(AttestdError):
+    """
+    An attestation source could not give the daemon its evidence: the
+    attestation device is missing or not set up for DCAP, a quote could
+    not be read, or a minted certificate does not hold.
+    """
+
+
+class FreshnessUnavailableError(AttestationSourceError):
+    """
+    A fresh quote was asked of a source that cannot make one: only an
+    in-process source (C{--attestation gramine} or C{simulated}) quotes
+    on demand; certificate files carry the one quote they were made with.
+    """
+
+
+class FreshnessError(VerificationError):
+    """
+    A fresh quote does not prove that the verified enclave holds the
+    certificate's key now, for this nonce: it does not verify, or its
+    measurements, key binding or nonce differ from what was verified.
+
+    @ivar mismatches: Every difference found, in the order checked.
+    """
+
+    def __init__(
+        self, reason: str, mismatches: Sequence[Mismatch] = ()
+    ) -> None:
+        self.mismatches = tuple(mismatches)
+        detail = "; ".join(str(m) for m in self.mismatches)
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class NonceParseError(ParseError):
+    """
+    A freshness nonce is not hex, or not 16 to 64 bytes long.
+    """
+
+
+class InsecurePolicyWarning(UserWarning):
+    """
+    A verification policy was built that accepts more than it should in
+    production, such as any enclave at all.
+    """

@@ -10,17 +10,18 @@ import enum
 import hmac
 import itertools
 import struct
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import pytest
 from attrs import frozen
-from twisted.logger import LogLevel, capturedLogs
 
 from attestd import _policy
 from attestd._policy import Policy
 from attestd._quote import Quote
 from attestd.errors import (
     ConfigurationError,
+    InsecurePolicyWarning,
     Mismatch,
     PolicyError,
     VerificationError,
@@ -144,16 +145,16 @@ def refusal(policy: Policy, verdict: HandVerdict) -> tuple[Mismatch, ...]:
 
 
 def any_enclave_warnings(
-    events: Sequence[Mapping[str, object]],
-) -> list[object]:
+    caught: Sequence[warnings.WarningMessage],
+) -> list[warnings.WarningMessage]:
     """
-    The "accepts any enclave" warnings among captured log events.
+    The "accepts any enclave" warnings among caught warnings.
     """
     return [
-        e
-        for e in events
-        if e.get("event_name") == "policy_accepts_any_enclave"
-        and e["log_level"] is LogLevel.warn
+        w
+        for w in caught
+        if issubclass(w.category, InsecurePolicyWarning)
+        and "any enclave" in str(w.message)
     ]
 
 
@@ -228,7 +229,8 @@ class TestFromEnv:
         C{any} for both MRENCLAVE and MRSIGNER builds a policy that
         accepts any enclave, and warns about it once.
         """
-        with capturedLogs() as events:
+        with warnings.catch_warnings(record=True) as events:
+            warnings.simplefilter("always")
             policy = Policy.from_env(
                 konvera_env(RA_TLS_MRENCLAVE="any", RA_TLS_MRSIGNER="any")
             )
@@ -243,7 +245,8 @@ class TestFromEnv:
         """
         A policy that checks one of the two measurements logs no warning.
         """
-        with capturedLogs() as events:
+        with warnings.catch_warnings(record=True) as events:
+            warnings.simplefilter("always")
             Policy.from_env(konvera_env(RA_TLS_MRENCLAVE="any"))
         assert [] == any_enclave_warnings(events)
 
@@ -387,7 +390,8 @@ class TestConstruction:
         Saying C{accept_any_enclave=True} builds the policy and logs a
         warning event with a stable name.
         """
-        with capturedLogs() as events:
+        with warnings.catch_warnings(record=True) as events:
+            warnings.simplefilter("always")
             policy = Policy(
                 mrenclave=None,
                 mrsigner=None,
@@ -403,7 +407,8 @@ class TestConstruction:
         C{accept_any_enclave=True} with a measurement given still checks
         that measurement, and warns about nothing.
         """
-        with capturedLogs() as events:
+        with warnings.catch_warnings(record=True) as events:
+            warnings.simplefilter("always")
             policy = konvera_policy(mrsigner=None, accept_any_enclave=True)
         assert [] == any_enclave_warnings(events)
         ccc = quote_with(CCC_DICE_QUOTE.read_bytes())
