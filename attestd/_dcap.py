@@ -17,6 +17,7 @@ are checked before the data they cover is interpreted.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 import importlib.resources
@@ -157,6 +158,11 @@ def _load_pem_chain(text: str | bytes, what: str) -> list[x509.Certificate]:
     """
     Load a bounded chain of PEM certificates, leaf first.
 
+    Parsing is memoised by content: the same collateral chains and PCK
+    chains come back for every quote of a platform.  Only parsing is
+    shared; every signature, validity and revocation check still runs on
+    each verification.
+
     @param text: The concatenated PEM blocks.
     @param what: The chain's name, for messages.
     @return: The certificates, in order.
@@ -168,6 +174,18 @@ def _load_pem_chain(text: str | bytes, what: str) -> list[x509.Certificate]:
         raise CertificateParseError(msg)
     try:
         data = text.encode("ascii") if isinstance(text, str) else text
+    except UnicodeEncodeError as e:
+        msg = f"{what} is not a well-formed PEM certificate chain: {e}"
+        raise CertificateParseError(msg) from e
+    return list(_parse_pem_chain(bytes(data), what))
+
+
+@functools.lru_cache(maxsize=128)
+def _parse_pem_chain(data: bytes, what: str) -> tuple[x509.Certificate, ...]:
+    """
+    The work of L{_load_pem_chain}; failures are raised, not cached.
+    """
+    try:
         certs = x509.load_pem_x509_certificates(data)
         for cert in certs:
             _force_parse(cert)
@@ -177,7 +195,7 @@ def _load_pem_chain(text: str | bytes, what: str) -> list[x509.Certificate]:
     if len(certs) > MAX_CHAIN_CERTIFICATES:
         msg = f"{what} holds {len(certs)} certificates, too many"
         raise CertificateChainError(msg)
-    return certs
+    return tuple(certs)
 
 
 def _subject(cert: x509.Certificate) -> str:
@@ -209,6 +227,7 @@ class TrustRoot:
     simulated: bool
 
     @classmethod
+    @functools.cache
     def intel(cls) -> TrustRoot:
         """
         The Intel SGX Root CA shipped with attestd, checked against its

@@ -39,6 +39,7 @@ from attrs import frozen
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
+from pyasn1.type import namedtype, univ
 from pyasn1_modules import rfc5280
 
 from attestd._quote import Quote
@@ -152,6 +153,39 @@ def _tlv_rest(der: bytes) -> bytes:
     return der[end:]
 
 
+def _skim(spec: type[univ.Sequence], skipped: set[str]) -> univ.Sequence:
+    """
+    A copy of the ASN.1 SEQUENCE C{spec} whose C{skipped} components are
+    kept as undecoded DER (ANY).
+
+    Names, validity and algorithm identifiers mean nothing to RA-TLS (the
+    certificate is self-signed and its identity is the quote), and fully
+    decoding them is most of the cost of reading a certificate.
+    """
+    components = [
+        namedtype.NamedType(nt.name, univ.Any()) if nt.name in skipped else nt
+        for nt in spec.componentType.namedTypes
+    ]
+
+    class Skimmed(univ.Sequence):
+        componentType = namedtype.NamedTypes(*components)
+
+    return Skimmed()
+
+
+_TBS_SPEC = _skim(
+    rfc5280.TBSCertificate, {"signature", "issuer", "validity", "subject"}
+)
+
+
+class _SkimmedCertificate(univ.Sequence):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("tbsCertificate", _TBS_SPEC),
+        namedtype.NamedType("signatureAlgorithm", univ.Any()),
+        namedtype.NamedType("signature", univ.BitString()),
+    )
+
+
 @frozen
 class CertificateInfo:
     """
@@ -190,7 +224,7 @@ class CertificateInfo:
             raise CertificateParseError(msg)
         try:
             cert, rest = der_decoder.decode(
-                der, asn1Spec=rfc5280.Certificate()
+                der, asn1Spec=_SkimmedCertificate()
             )
             tbs = cert["tbsCertificate"]
             spki = der_encoder.encode(tbs["subjectPublicKeyInfo"])

@@ -27,6 +27,8 @@ ignored, as Intel may add some; a repeated one is refused.
 
 from __future__ import annotations
 
+import functools
+
 from attrs import frozen
 from cryptography import x509
 from pyasn1.codec.der import decoder as der_decoder
@@ -163,56 +165,65 @@ class PCKExtension:
         @raise PCKExtensionParseError: If it is malformed, oversized,
             lacks a mandatory field or repeats one.
         """
-        data = bytes(data)
-        if len(data) > MAX_EXTENSION_SIZE:
-            msg = (
-                f"SGX extension is {len(data)} bytes, more than "
-                f"{MAX_EXTENSION_SIZE}"
-            )
-            raise PCKExtensionParseError(msg)
-        try:
-            decoded, rest = der_decoder.decode(data)
-        except _DECODER_ERRORS as e:
-            msg = f"SGX extension is not DER: {e}"
-            raise PCKExtensionParseError(msg) from e
-        if rest:
-            msg = f"{len(rest)} trailing bytes after the SGX extension"
-            raise PCKExtensionParseError(msg)
-        fields = _pairs(decoded, "SGX extension")
-        tcb = _pairs(_required(fields, _TCB), "SGX extension TCB")
-        components = tuple(
-            _integer(_required(tcb, oid), oid, 0, 255) for oid in _COMPONENTS
+        return _parse_extension(bytes(data))
+
+
+@functools.lru_cache(maxsize=128)
+def _parse_extension(data: bytes) -> PCKExtension:
+    """
+    The work of L{PCKExtension.from_der}, memoised by content: the PCK
+    leaf of a platform is the same in each of its quotes, and its decoding
+    is the slowest step of a verification.  Failures are not cached.
+    """
+    if len(data) > MAX_EXTENSION_SIZE:
+        msg = (
+            f"SGX extension is {len(data)} bytes, more than "
+            f"{MAX_EXTENSION_SIZE}"
         )
-        configuration = None
-        if _CONFIGURATION in fields:
-            flags = _pairs(fields[_CONFIGURATION], "SGX configuration")
-            configuration = PCKConfiguration(
-                dynamic_platform=_boolean(flags, _DYNAMIC_PLATFORM),
-                cached_keys=_boolean(flags, _CACHED_KEYS),
-                smt_enabled=_boolean(flags, _SMT_ENABLED),
-            )
-        instance_id = None
-        if _PLATFORM_INSTANCE_ID in fields:
-            instance_id = _octets(
-                fields[_PLATFORM_INSTANCE_ID], _PLATFORM_INSTANCE_ID, 16
-            )
-        return cls(
-            ppid=_octets(_required(fields, _PPID), _PPID, 16),
-            tcb_components=components,
-            pce_svn=_integer(_required(tcb, _PCESVN), _PCESVN, 0, 0xFFFF),
-            cpu_svn=_octets(_required(tcb, _CPUSVN), _CPUSVN, 16),
-            pce_id=_octets(_required(fields, _PCE_ID), _PCE_ID, 2),
-            fmspc=_octets(_required(fields, _FMSPC), _FMSPC, 6),
-            sgx_type=_integer(
-                _required(fields, _SGX_TYPE),
-                _SGX_TYPE,
-                SGX_TYPE_STANDARD,
-                SGX_TYPE_SCALABLE_WITH_INTEGRITY,
-                univ.Enumerated,
-            ),
-            platform_instance_id=instance_id,
-            configuration=configuration,
+        raise PCKExtensionParseError(msg)
+    try:
+        decoded, rest = der_decoder.decode(data)
+    except _DECODER_ERRORS as e:
+        msg = f"SGX extension is not DER: {e}"
+        raise PCKExtensionParseError(msg) from e
+    if rest:
+        msg = f"{len(rest)} trailing bytes after the SGX extension"
+        raise PCKExtensionParseError(msg)
+    fields = _pairs(decoded, "SGX extension")
+    tcb = _pairs(_required(fields, _TCB), "SGX extension TCB")
+    components = tuple(
+        _integer(_required(tcb, oid), oid, 0, 255) for oid in _COMPONENTS
+    )
+    configuration = None
+    if _CONFIGURATION in fields:
+        flags = _pairs(fields[_CONFIGURATION], "SGX configuration")
+        configuration = PCKConfiguration(
+            dynamic_platform=_boolean(flags, _DYNAMIC_PLATFORM),
+            cached_keys=_boolean(flags, _CACHED_KEYS),
+            smt_enabled=_boolean(flags, _SMT_ENABLED),
         )
+    instance_id = None
+    if _PLATFORM_INSTANCE_ID in fields:
+        instance_id = _octets(
+            fields[_PLATFORM_INSTANCE_ID], _PLATFORM_INSTANCE_ID, 16
+        )
+    return PCKExtension(
+        ppid=_octets(_required(fields, _PPID), _PPID, 16),
+        tcb_components=components,
+        pce_svn=_integer(_required(tcb, _PCESVN), _PCESVN, 0, 0xFFFF),
+        cpu_svn=_octets(_required(tcb, _CPUSVN), _CPUSVN, 16),
+        pce_id=_octets(_required(fields, _PCE_ID), _PCE_ID, 2),
+        fmspc=_octets(_required(fields, _FMSPC), _FMSPC, 6),
+        sgx_type=_integer(
+            _required(fields, _SGX_TYPE),
+            _SGX_TYPE,
+            SGX_TYPE_STANDARD,
+            SGX_TYPE_SCALABLE_WITH_INTEGRITY,
+            univ.Enumerated,
+        ),
+        platform_instance_id=instance_id,
+        configuration=configuration,
+    )
 
 
 def _pairs(value: object, what: str) -> dict[str, object]:
