@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ class ServerIdentity:
         holds; L{None} when the identity is served unattested.
     @ivar unattested_reason: Why C{evidence} is L{None}, or L{None} when
         there is evidence.
+    @ivar simulated: Whether the evidence is simulated (made by
+        attestd's stand-in for Intel's infrastructure, not by SGX).
     """
 
     certificate_der: bytes
@@ -106,6 +109,7 @@ class ServerIdentity:
     private_key: PrivateKey
     evidence: RATLSEvidence | None
     unattested_reason: str | None = None
+    simulated: bool = False
 
     @property
     def certificate_sha256(self) -> str:
@@ -113,6 +117,16 @@ class ServerIdentity:
         SHA-256 of C{certificate_der}, in hex.
         """
         return hashlib.sha256(self.certificate_der).hexdigest()
+
+    @property
+    def spki_der(self) -> bytes:
+        """
+        The certificate's SubjectPublicKeyInfo DER, as it appears in the
+        certificate (what RA-TLS report data hashes).
+        """
+        if self.evidence is not None:
+            return self.evidence.certificate.spki_der
+        return CertificateInfo.from_der(self.certificate_der).spki_der
 
 
 def read_file(path: Path, what: str, limit: int) -> bytes:
@@ -313,6 +327,35 @@ def load_identity(
     )
 
 
+def minted_identity(
+    der: bytes, key: PrivateKey, *, simulated: bool = False
+) -> ServerIdentity:
+    """
+    The identity of a certificate minted in this process, checked as
+    strictly as one read from files: OpenSSL must take it with its key,
+    and its evidence must be readable and bind its key.
+
+    @param der: The certificate DER.
+    @param key: Its private key.
+    @param simulated: Whether its evidence is simulated.
+    @return: The identity.
+    @raise CertificateParseError: If the certificate is malformed.
+    @raise EvidenceParseError: If its evidence is malformed.
+    @raise MissingEvidenceError: If it carries no evidence.
+    @raise BindingError: If its evidence does not bind its key.
+    @raise ConfigurationError: If OpenSSL refuses it or the key.
+    """
+    identity = ServerIdentity(
+        certificate_der=der,
+        certificate=load_certificate(der),
+        private_key=key,
+        evidence=read_evidence(der),
+        simulated=simulated,
+    )
+    build_context(identity)
+    return identity
+
+
 def _openssl_reason(error: crypto.Error | SSL.Error) -> str:
     """
     The reasons of an OpenSSL error, as one short phrase.
@@ -391,10 +434,13 @@ class ServerContextFactory:
     Give it to L{twisted.protocols.tls.TLSMemoryBIOFactory} as the
     connection creator.  L{set_identity} replaces the context that new
     connections use; connections already open keep the context (and so
-    the certificate) they started with.
+    the certificate) they started with, and L{identity_for} tells which
+    identity a connection presents.
 
-    @ivar _identity: The identity new connections present.
-    @ivar _context: The context built from it.
+    @ivar _current: The identity new connections present, and the
+        context built from it (replaced together).
+    @ivar _connections: The identity each open connection presents, by
+        its TLS protocol (forgotten with the protocol).
     """
 
     def __init__(self, identity: ServerIdentity) -> None:
@@ -402,15 +448,17 @@ class ServerContextFactory:
         @param identity: The identity to present.
         @raise ConfigurationError: See L{build_context}.
         """
-        self._context = build_context(identity)
-        self._identity = identity
+        self._current = (identity, build_context(identity))
+        self._connections: weakref.WeakKeyDictionary[
+            object, ServerIdentity
+        ] = weakref.WeakKeyDictionary()
 
     @property
     def identity(self) -> ServerIdentity:
         """
         The identity new connections present.
         """
-        return self._identity
+        return self._current[0]
 
     def set_identity(self, identity: ServerIdentity) -> None:
         """
@@ -420,8 +468,22 @@ class ServerContextFactory:
         @param identity: The new identity.
         @raise ConfigurationError: See L{build_context}.
         """
-        context = build_context(identity)
-        self._context, self._identity = context, identity
+        self._current = (identity, build_context(identity))
+
+    def identity_for(self, transport: object) -> ServerIdentity | None:
+        """
+        The identity a connection presents.
+
+        @param transport: The connection's TLS protocol (the transport
+            of the protocol it wraps, e.g. an HTTP channel).
+        @return: Its identity, or L{None} if it is not one of this
+            factory's connections.
+        """
+        try:
+            return self._connections.get(transport)
+        except TypeError:
+            # Not weakly referenceable: not a TLS protocol of ours.
+            return None
 
     def serverConnectionForTLS(
         self, tlsProtocol: TLSMemoryBIOProtocol
@@ -429,7 +491,10 @@ class ServerContextFactory:
         """
         Make a connection for one accepted client.
 
-        @param tlsProtocol: The TLS protocol that asks (unused).
+        @param tlsProtocol: The TLS protocol that asks; it is remembered
+            with the identity it presents.
         @return: An OpenSSL connection using the current context.
         """
-        return SSL.Connection(self._context, None)
+        identity, context = self._current
+        self._connections[tlsProtocol] = identity
+        return SSL.Connection(context, None)

@@ -1,11 +1,15 @@
 """
-The web side of the daemon: the attestation document, health checks,
-the operator's application mounted at C{/}, and a L{Site} that logs one
-access event per request, never shows a traceback, sends HSTS on every
-response and can drain its connections when the daemon stops.
+The web side of the daemon: the attestation document (with fresh
+quotes for a client's nonce), health checks, the operator's application
+mounted at C{/}, and a L{Site} that logs one access event per request,
+never shows a traceback, sends HSTS on every response and can drain its
+connections when the daemon stops.
 
-Resources read the server identity through a callable on every request,
-so that a rotated certificate is described as soon as it is served.
+Resources read the server identity through callables on every request:
+the identity the request's own connection presents when that is known,
+otherwise the one new connections get, so that a rotated certificate is
+described as soon as it is served and an open connection keeps being
+described by the certificate it presents.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, pages, server
 from twisted.web.resource import IResource, Resource
 from twisted.web.wsgi import WSGIResource
 
+from attestd._fresh import parse_nonce
 from attestd._tls import ServerIdentity
-from attestd.errors import ConfigurationError
+from attestd.errors import (
+    ConfigurationError,
+    FreshnessUnavailableError,
+    NonceParseError,
+)
+from attestd.sources._log import MarkedLogger
 
 #: Path segments of the attestation document, under the site root.
 ATTESTATION_PATH = (b".well-known", b"attestation")
@@ -43,7 +52,12 @@ ACCESS_LOG_FORMAT = (
 
 IdentitySource = Callable[[], ServerIdentity]
 
-_access_log = Logger(namespace="attestd.access")
+#: The identity a connection presents, given the connection's transport
+#: (its TLS protocol); L{None} when unknown.
+ConnectionIdentity = Callable[[object], "ServerIdentity | None"]
+
+#: Makes a fresh quote binding an identity's key and a nonce.
+FreshQuote = Callable[[ServerIdentity, bytes], Deferred[bytes]]
 
 
 def attestation_document(identity: ServerIdentity) -> dict[str, Any]:
@@ -54,7 +68,8 @@ def attestation_document(identity: ServerIdentity) -> dict[str, Any]:
     @return: The JSON-able document: C{mrenclave}, C{mrsigner} and
         C{report_data} in hex, C{isv_prod_id}, C{isv_svn}, C{debug},
         C{evidence} (C{"legacy"} or C{"dice"}), C{quote} in base64 and
-        C{certificate_sha256} in hex.
+        C{certificate_sha256} in hex; and C{"simulated": true} when the
+        evidence is simulated.
     @raise ValueError: If C{identity} has no evidence.
     """
     evidence = identity.evidence
@@ -62,7 +77,7 @@ def attestation_document(identity: ServerIdentity) -> dict[str, Any]:
         msg = "identity carries no RA-TLS evidence"
         raise ValueError(msg)
     report = evidence.quote.report
-    return {
+    document: dict[str, Any] = {
         "mrenclave": report.mrenclave.hex(),
         "mrsigner": report.mrsigner.hex(),
         "isv_prod_id": report.isv_prod_id,
@@ -73,6 +88,13 @@ def attestation_document(identity: ServerIdentity) -> dict[str, Any]:
         "quote": base64.b64encode(evidence.quote.raw).decode("ascii"),
         "certificate_sha256": identity.certificate_sha256,
     }
+    if identity.simulated:
+        document["simulated"] = True
+        document["warning"] = (
+            "SIMULATED attestation: made by attestd's stand-in for "
+            "Intel's infrastructure, not by SGX hardware"
+        )
+    return document
 
 
 def _not_found(request: server.Request) -> bytes:
@@ -87,6 +109,12 @@ def _json(request: server.Request, code: int, body: object) -> bytes:
     return json.dumps(body, indent=2).encode("ascii") + b"\n"
 
 
+def _error(
+    request: server.Request, code: int, error: str, reason: str
+) -> bytes:
+    return _json(request, code, {"error": error, "reason": reason})
+
+
 def _text(request: server.Request, code: int, body: str) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
@@ -94,31 +122,85 @@ def _text(request: server.Request, code: int, body: str) -> bytes:
     return body.encode("utf-8")
 
 
+def _identity_of(
+    request: server.Request,
+    current: IdentitySource,
+    connection: ConnectionIdentity | None,
+) -> ServerIdentity:
+    """
+    The identity the request's connection presents if known, otherwise
+    the current one.
+    """
+    if connection is not None:
+        channel = getattr(request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            found = connection(transport)
+            if found is not None:
+                return found
+    return current()
+
+
+#: Why a server reading its certificate from files gives no fresh quote.
+FRESHNESS_UNAVAILABLE = (
+    "fresh quotes need an in-process attestation source (--attestation "
+    "gramine inside Gramine, or --attestation simulated); this server "
+    "reads its certificate from files"
+)
+
+
 class AttestationResource(Resource):
     """
     C{/.well-known/attestation}: the RA-TLS evidence of the certificate
-    that this server presents now, as JSON (see L{attestation_document}).
+    that this connection presents, as JSON (see L{attestation_document}).
     A server running without evidence answers 404 with a JSON reason.
 
+    With C{?nonce=HEX} (16 to 64 bytes) the document also holds
+    C{nonce} (as given, in lower-case hex) and C{fresh_quote}: a new
+    quote, in base64, whose report data is SHA-256 of the certificate's
+    SubjectPublicKeyInfo DER followed by SHA-256 of the nonce.  A
+    malformed nonce gets 400; a server that cannot quote (files source)
+    501; a quote that fails 503; each with a JSON C{error} and
+    C{reason}.
+
     @ivar _identity: Where the current identity comes from.
+    @ivar _connection: Where a connection's identity comes from.
+    @ivar _fresh: Makes fresh quotes; L{None} when the source cannot.
+    @ivar _log: Where failed fresh quotes are logged.
     """
 
     isLeaf = True
 
-    def __init__(self, identity: IdentitySource) -> None:
+    def __init__(
+        self,
+        identity: IdentitySource,
+        *,
+        connection_identity: ConnectionIdentity | None = None,
+        fresh: FreshQuote | None = None,
+        simulated: bool = False,
+    ) -> None:
         """
         @param identity: Returns the identity new connections present.
+        @param connection_identity: Returns the identity a connection
+            presents.
+        @param fresh: Makes fresh quotes; L{None} if the source cannot.
+        @param simulated: Whether the evidence is simulated (log events
+            say so).
         """
         super().__init__()
         self._identity = identity
+        self._connection = connection_identity
+        self._fresh = fresh
+        self._log = MarkedLogger("attestd.web", simulated=simulated)
 
-    def render_GET(self, request: server.Request) -> bytes:
+    def render_GET(self, request: server.Request) -> bytes | int:
         """
-        Answer with the document.
+        Answer with the document, and a fresh quote when a nonce is
+        given.
         """
         if request.postpath not in ([], [b""]):
             return _not_found(request)
-        identity = self._identity()
+        identity = _identity_of(request, self._identity, self._connection)
         if identity.evidence is None:
             return _json(
                 request,
@@ -129,7 +211,57 @@ class AttestationResource(Resource):
                     "certificate_sha256": identity.certificate_sha256,
                 },
             )
-        return _json(request, http.OK, attestation_document(identity))
+        document = attestation_document(identity)
+        nonces = (request.args or {}).get(b"nonce")
+        if nonces is None:
+            return _json(request, http.OK, document)
+        if len(nonces) != 1:
+            return _error(
+                request, http.BAD_REQUEST, "bad_nonce", "give one nonce"
+            )
+        try:
+            nonce = parse_nonce(nonces[0])
+        except NonceParseError as e:
+            return _error(request, http.BAD_REQUEST, "bad_nonce", str(e))
+        if self._fresh is None:
+            return _error(
+                request,
+                http.NOT_IMPLEMENTED,
+                "freshness_unavailable",
+                FRESHNESS_UNAVAILABLE,
+            )
+        # XXX: fresh quotes are not rate-limited: each nonce costs one quote
+        # from the Quoting Enclave, bounded only by the thread pool size.
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def answer(quote: bytes) -> None:
+            if gone:
+                return
+            document["nonce"] = nonce.hex()
+            document["fresh_quote"] = base64.b64encode(quote).decode("ascii")
+            request.write(_json(request, http.OK, document))
+            request.finish()
+
+        def failed(failure: Failure) -> None:
+            if failure.check(FreshnessUnavailableError):
+                code, error = http.NOT_IMPLEMENTED, "freshness_unavailable"
+            elif failure.check(NonceParseError):
+                code, error = http.BAD_REQUEST, "bad_nonce"
+            else:
+                code, error = http.SERVICE_UNAVAILABLE, "fresh_quote_failed"
+                self._log.warn(
+                    "No fresh quote for a client: {reason}",
+                    reason=str(failure.value) or type(failure.value).__name__,
+                    certificate_sha256=identity.certificate_sha256,
+                )
+            if gone:
+                return
+            request.write(_error(request, code, error, str(failure.value)))
+            request.finish()
+
+        self._fresh(identity, nonce).addCallbacks(answer, failed)
+        return server.NOT_DONE_YET
 
 
 class HealthResource(Resource):
@@ -162,15 +294,27 @@ class HealthResource(Resource):
         return _text(request, http.SERVICE_UNAVAILABLE, problem + "\n")
 
 
+_ENCLAVE_INTRO = (
+    "This HTTPS server runs inside an Intel SGX enclave under Gramine. "
+    "Its TLS certificate is an RA-TLS certificate: it carries an SGX "
+    "quote that binds the certificate's key to the enclave's "
+    "measurements."
+)
+
+_SIMULATED_INTRO = (
+    "This HTTPS server runs with SIMULATED attestation: its RA-TLS "
+    "certificate carries a quote made by attestd's stand-in for Intel's "
+    "infrastructure, not by SGX hardware.  It is for development only "
+    "and proves nothing about a real enclave."
+)
+
 _DEFAULT_PAGE = """\
 <!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>attestd</title></head>
 <body>
 <h1>attestd</h1>
-<p>This HTTPS server runs inside an Intel SGX enclave under Gramine.
-Its TLS certificate is an RA-TLS certificate: it carries an SGX quote
-that binds the certificate's key to the enclave's measurements.</p>
+<p>{intro}</p>
 <p>{status}</p>
 <p>Evidence: <a href="/.well-known/attestation">/.well-known/attestation</a>
 </p>
@@ -201,16 +345,23 @@ class DefaultPage(Resource):
         """
         if request.postpath not in ([], [b""]):
             return _not_found(request)
-        if self._identity().evidence is None:
+        identity = self._identity()
+        intro = _SIMULATED_INTRO if identity.simulated else _ENCLAVE_INTRO
+        if identity.evidence is None:
             status = (
                 "<strong>This server is running UNATTESTED (insecure "
                 "development mode): its certificate proves nothing."
                 "</strong>"
             )
+        elif identity.simulated:
+            status = (
+                "<strong>SIMULATED attestation: trust it only with the "
+                "simulated root, never for real secrets.</strong>"
+            )
         else:
             status = "Check the quote before trusting this server."
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return _DEFAULT_PAGE.format(status=status).encode("utf-8")
+        return _DEFAULT_PAGE.format(intro=intro, status=status).encode("utf-8")
 
 
 class RootResource(Resource):
@@ -230,19 +381,35 @@ class RootResource(Resource):
         identity: IdentitySource,
         app: IResource | None = None,
         ready: Callable[[], str | None] = lambda: None,
+        *,
+        connection_identity: ConnectionIdentity | None = None,
+        fresh: FreshQuote | None = None,
+        simulated: bool = False,
     ) -> None:
         """
         @param identity: Returns the identity new connections present.
         @param app: The application mounted at C{/}; L{DefaultPage} when
             L{None}.
         @param ready: The readiness check of C{/readyz}.
+        @param connection_identity: Returns the identity a connection
+            presents (see L{AttestationResource}).
+        @param fresh: Makes fresh quotes; L{None} if the source cannot.
+        @param simulated: Whether the evidence is simulated.
         """
         super().__init__()
         self._app: IResource = (
             app if app is not None else DefaultPage(identity)
         )
         well_known = Resource()
-        well_known.putChild(ATTESTATION_PATH[1], AttestationResource(identity))
+        well_known.putChild(
+            ATTESTATION_PATH[1],
+            AttestationResource(
+                identity,
+                connection_identity=connection_identity,
+                fresh=fresh,
+                simulated=simulated,
+            ),
+        )
         self.putChild(b"healthz", HealthResource(lambda: None))
         self.putChild(b"readyz", HealthResource(ready))
         self.putChild(ATTESTATION_PATH[0], well_known)
@@ -362,7 +529,9 @@ class Request(server.Request):
         has already begun, cut the connection instead, so the client does
         not take a partial response for a whole one.
         """
-        _log_failure(self, reason)
+        site = getattr(self, "site", None)
+        log = site.error_log if isinstance(site, Site) else _error_log
+        _log_failure(log, self, reason)
         if self.startedWriting:
             transport: Any = self.channel.transport
             transport.abortConnection()
@@ -378,11 +547,13 @@ class Request(server.Request):
         return reason
 
 
-_error_log = Logger(namespace="attestd.web")
+_error_log = MarkedLogger("attestd.web")
 
 
-def _log_failure(request: server.Request, reason: Failure) -> None:
-    _error_log.failure(
+def _log_failure(
+    log: MarkedLogger, request: server.Request, reason: Failure
+) -> None:
+    log.failure(
         "Unhandled error answering {method} {path}",
         failure=reason,
         method=_text_of(request.method),
@@ -472,6 +643,8 @@ class Site(server.Site):
 
     @ivar clock: The reactor's clock (drain deadline).
     @ivar draining: Whether L{drain} was called.
+    @ivar access_log: Emits the access events.
+    @ivar error_log: Emits failures and drain events.
     @ivar _channels: The channels open now.
     @ivar _idle: Deferreds waiting for the last channel to close.
     """
@@ -482,13 +655,23 @@ class Site(server.Site):
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, resource: IResource, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        resource: IResource,
+        clock: IReactorTime,
+        *,
+        simulated: bool = False,
+    ) -> None:
         """
         @param resource: The root resource.
         @param clock: The reactor's clock.
+        @param simulated: Whether the evidence served is simulated (every
+            log event says so).
         """
         super().__init__(resource, requestFactory=Request, reactor=clock)
         self.clock = clock
+        self.access_log = MarkedLogger("attestd.access", simulated=simulated)
+        self.error_log = MarkedLogger("attestd.web", simulated=simulated)
         self.draining = False
         self._channels: set[HTTPChannel] = set()
         self._idle: list[Deferred[None]] = []
@@ -504,7 +687,7 @@ class Site(server.Site):
         peer = request.getClientAddress()
         started = getattr(request, "started", None)
         duration = time.monotonic() - started if started is not None else 0.0
-        _access_log.info(
+        self.access_log.info(
             ACCESS_LOG_FORMAT,
             client=getattr(peer, "host", str(peer)),
             method=_text_of(request.method),
@@ -562,7 +745,7 @@ class Site(server.Site):
 
     def _cut(self) -> None:
         if self._channels:
-            _error_log.warn(
+            self.error_log.warn(
                 "Drain timeout: cutting {count} connections still open",
                 count=len(self._channels),
             )

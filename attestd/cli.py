@@ -4,8 +4,10 @@ artefacts.
 
   - C{attestd verify https://HOST:PORT | --cert FILE}: verify a server's
     RA-TLS certificate (or a certificate file) against collateral and a
-    measurement policy.  Exit status 0: accepted; 1: refused; 2: usage or
-    I/O error.
+    measurement policy; with C{--fresh}, also ask the server for a fresh
+    quote of a random nonce over a connection presenting that same
+    certificate, and check it.  Exit status 0: accepted; 1: refused; 2:
+    usage or I/O error.
   - C{attestd inspect FILE}: show what a certificate, quote or SIGSTRUCT
     (C{.sig}) holds, without verifying it.
   - C{attestd measure FILE.sig}: MRENCLAVE, MRSIGNER, ISV_PROD_ID, ISV_SVN
@@ -23,10 +25,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+from attrs import define
 
 from attestd._collateral import Collateral
 from attestd._dcap import TrustRoot
@@ -38,10 +42,14 @@ from attestd._verifier import RATLSVerdict, verify_ratls_certificate
 from attestd.errors import (
     AttestdError,
     ConfigurationError,
+    FreshnessError,
     ParseError,
     PolicyError,
     VerificationError,
 )
+
+if TYPE_CHECKING:
+    from attestd._fresh import FreshVerdict
 
 EXIT_ACCEPTED = 0
 EXIT_REFUSED = 1
@@ -194,15 +202,24 @@ def _peer_certificate(url: str, timeout: float) -> bytes:
     return fetch_peer_certificate(url, timeout)
 
 
+def _collateral_file(args: argparse.Namespace) -> Collateral:
+    try:
+        return Collateral.from_json(_read(args.collateral, "bundle"))
+    except ParseError as e:
+        msg = f"collateral bundle {args.collateral}: {e}"
+        raise _UsageError(msg) from e
+
+
+_NO_COLLATERAL = (
+    "say where collateral comes from: --collateral FILE or --pccs URL"
+)
+
+
 def _collateral(
     args: argparse.Namespace, evidence: RATLSEvidence
 ) -> Collateral:
     if args.collateral:
-        try:
-            return Collateral.from_json(_read(args.collateral, "bundle"))
-        except ParseError as e:
-            msg = f"collateral bundle {args.collateral}: {e}"
-            raise _UsageError(msg) from e
+        return _collateral_file(args)
     if args.pccs:
         from attestd._pccsfetch import fetch_blocking
         from attestd._platform import pck_identity
@@ -215,8 +232,161 @@ def _collateral(
             ca_file=args.pccs_ca,
             timeout=args.timeout,
         )
-    msg = "say where collateral comes from: --collateral FILE or --pccs URL"
-    raise _UsageError(msg)
+    raise _UsageError(_NO_COLLATERAL)
+
+
+async def _collateral_async(
+    reactor: Any, args: argparse.Namespace, evidence: RATLSEvidence
+) -> Collateral:
+    """
+    L{_collateral} for a command already running the reactor.
+    """
+    if args.collateral:
+        return _collateral_file(args)
+    if args.pccs:
+        from attestd._pccs import CollateralClient
+        from attestd._platform import pck_identity
+
+        fmspc, ca = pck_identity(evidence.quote)
+        client = CollateralClient(
+            reactor, args.pccs, tls_trust=args.pccs_ca, timeout=args.timeout
+        )
+        collateral: Collateral = await client.fetch(fmspc, ca)
+        return collateral
+    raise _UsageError(_NO_COLLATERAL)
+
+
+@define
+class _Outcome:
+    """
+    What C{attestd verify} found.
+
+    @ivar evidence: The certificate's evidence, if it could be read.
+    @ivar collateral: The collateral used, if it was obtained.
+    @ivar verdict: The certificate's verdict, if it was accepted.
+    @ivar fresh: The fresh quote's verdict, if one was checked.
+    @ivar error: Why it was refused, if it was.
+    """
+
+    evidence: RATLSEvidence | None = None
+    collateral: Collateral | None = None
+    verdict: RATLSVerdict | None = None
+    fresh: FreshVerdict | None = None
+    error: VerificationError | ParseError | None = None
+
+
+def _decide(
+    der: bytes,
+    policy: Policy,
+    now: datetime,
+    trust_root: TrustRoot | None,
+    collateral_for: Callable[[RATLSEvidence], Collateral],
+) -> _Outcome:
+    """
+    Verify a certificate; a refusal is recorded, not raised.
+    """
+    outcome = _Outcome()
+    try:
+        outcome.evidence = RATLSEvidence.from_certificate(der)
+        outcome.collateral = collateral_for(outcome.evidence)
+        outcome.verdict = verify_ratls_certificate(
+            der, outcome.collateral, policy, now=now, trust_root=trust_root
+        )
+    except (VerificationError, ParseError) as e:
+        outcome.error = e
+    return outcome
+
+
+async def _decide_fresh(
+    reactor: Any,
+    args: argparse.Namespace,
+    der: bytes,
+    *,
+    policy: Policy,
+    now: datetime,
+    trust_root: TrustRoot | None,
+) -> _Outcome:
+    """
+    Verify a server's certificate, then ask it for a fresh quote of a
+    random nonce over an attested connection and check that quote.
+    """
+    from attestd._fresh import (
+        DEFAULT_NONCE_SIZE,
+        check_fresh_quote,
+        request_fresh_quote,
+    )
+
+    collateral: Collateral | None = None
+    try:
+        evidence = RATLSEvidence.from_certificate(der)
+    except (VerificationError, ParseError):
+        evidence = None
+    if evidence is not None:
+        collateral = await _collateral_async(reactor, args, evidence)
+
+    def held(_: RATLSEvidence) -> Collateral:
+        assert collateral is not None
+        return collateral
+
+    outcome = _decide(der, policy, now, trust_root, held)
+    if outcome.verdict is None or collateral is None:
+        return outcome
+    nonce = os.urandom(DEFAULT_NONCE_SIZE)
+    try:
+        quote = await request_fresh_quote(
+            reactor,
+            args.url,
+            certificate=outcome.verdict,
+            collateral=collateral,
+            trust_root=trust_root,
+            clock=now.timestamp,
+            nonce=nonce,
+            timeout=args.timeout,
+        )
+        outcome.fresh = check_fresh_quote(
+            quote,
+            nonce=nonce,
+            certificate=outcome.verdict,
+            collateral=collateral,
+            now=now,
+            trust_root=trust_root,
+        )
+    except (VerificationError, ParseError) as e:
+        outcome.error = e
+    return outcome
+
+
+def _run_reactor_once(
+    work: Callable[[Any], Coroutine[Any, Any, _Outcome]],
+) -> _Outcome:
+    """
+    Run the global reactor until C{work} is done, once per process (the
+    reactor cannot be restarted).
+
+    @return: What C{work} returned.
+    @raise Exception: What C{work} raised.
+    """
+    from twisted.internet import reactor as _reactor
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
+    reactor: Any = _reactor
+    results: list[object] = []
+
+    def start() -> None:
+        def finish(result: object) -> None:
+            results.append(result)
+            reactor.stop()
+
+        Deferred.fromCoroutine(work(reactor)).addBoth(finish)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    assert isinstance(result, _Outcome)
+    return result
 
 
 def _print_verdict(
@@ -240,6 +410,24 @@ def _print_verdict(
         out.write(
             f"collateral:    valid until {q.collateral_expires:%Y-%m-%dT%H:%M:%SZ}\n"
         )
+        if q.simulated:
+            out.write(
+                "trust_root:    SIMULATED (not Intel): this is not real "
+                "SGX attestation\n"
+            )
+
+
+def _print_fresh(out: TextIO, fresh: FreshVerdict) -> None:
+    out.write(f"fresh_quote:   verified for nonce {fresh.nonce.hex()}\n")
+    out.write(f"fresh_status:  {fresh.quote.status.value}\n")
+
+
+def _reasons(error: VerificationError | ParseError) -> list[str]:
+    if isinstance(error, PolicyError):
+        return [str(m) for m in error.mismatches]
+    if isinstance(error, FreshnessError) and error.mismatches:
+        return [f"fresh quote: {m}" for m in error.mismatches]
+    return [str(error)]
 
 
 def cmd_verify(
@@ -268,6 +456,9 @@ def cmd_verify(
         except ParseError as e:
             msg = f"trust root {args.trust_root}: {e}"
             raise _UsageError(msg) from e
+    if args.fresh and not args.url:
+        msg = "--fresh needs an https:// URL: the server itself quotes"
+        raise _UsageError(msg)
     if args.url:
         if not args.url.startswith("https://"):
             msg = "the URL must be https:// (attestd servers are TLS only)"
@@ -279,25 +470,42 @@ def cmd_verify(
         except ParseError as e:
             msg = f"certificate {args.cert}: {e}"
             raise _UsageError(msg) from e
-    evidence: RATLSEvidence | None = None
-    verdict: RATLSVerdict | None = None
-    try:
-        evidence = RATLSEvidence.from_certificate(der)
-        collateral = _collateral(args, evidence)
-        verdict = verify_ratls_certificate(
-            der, collateral, policy, now=now, trust_root=trust_root
+    if args.fresh:
+        outcome = _run_reactor_once(
+            lambda reactor: _decide_fresh(
+                reactor,
+                args,
+                der,
+                policy=policy,
+                now=now,
+                trust_root=trust_root,
+            )
         )
-    except (VerificationError, ParseError) as e:
-        reasons = (
-            [str(m) for m in e.mismatches]
-            if isinstance(e, PolicyError)
-            else [str(e)]
+    else:
+        outcome = _decide(
+            der,
+            policy,
+            now,
+            trust_root,
+            lambda evidence: _collateral(args, evidence),
         )
+    return _report(args, out, outcome)
+
+
+def _report(args: argparse.Namespace, out: TextIO, outcome: _Outcome) -> int:
+    """
+    Print the outcome of C{attestd verify}.
+
+    @return: The exit status.
+    """
+    evidence, verdict, error = outcome.evidence, outcome.verdict, outcome.error
+    if error is not None:
+        reasons = _reasons(error)
         if args.json:
             json.dump(
                 {
                     "accepted": False,
-                    "error": type(e).__name__,
+                    "error": type(error).__name__,
                     "reasons": reasons,
                     "evidence": _evidence_dict(evidence),
                 },
@@ -307,18 +515,23 @@ def cmd_verify(
             out.write("\n")
         else:
             out.write("REFUSED\n")
-            _print_verdict(out, None, evidence)
+            _print_verdict(out, verdict, evidence)
             for reason in reasons:
                 out.write(f"reason:        {reason}\n")
         return EXIT_REFUSED
+    assert verdict is not None
     if args.json:
         result = verdict.to_json_dict()
         result["accepted"] = True
+        if outcome.fresh is not None:
+            result["fresh"] = outcome.fresh.to_json_dict()
         json.dump(result, out, indent=1)
         out.write("\n")
     else:
         out.write("ACCEPTED\n")
         _print_verdict(out, verdict, evidence)
+        if outcome.fresh is not None:
+            _print_fresh(out, outcome.fresh)
     return EXIT_ACCEPTED
 
 
@@ -492,6 +705,15 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--at", help="verification time (POSIX or ISO)")
     verify.add_argument("--timeout", type=float, default=10.0)
     verify.add_argument("--json", action="store_true")
+    verify.add_argument(
+        "--fresh",
+        action="store_true",
+        help=(
+            "then send a random nonce over a connection presenting the "
+            "verified certificate and check the server's fresh quote "
+            "(same enclave, same key, this nonce)"
+        ),
+    )
 
     inspect = sub.add_parser("inspect", help="show a certificate/quote/.sig")
     inspect.add_argument("file")

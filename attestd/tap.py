@@ -1,18 +1,24 @@
 """
 The C{attestd} twistd plugin: C{twistd -n attestd --cert PATH --key PATH
---listen tcp:8080:interface=0.0.0.0}.
+--listen tcp:8080:interface=0.0.0.0}, or C{twistd -n attestd
+--attestation simulated} on a machine without SGX.
 
 Every listener is TLS with the RA-TLS certificate; there is no way to
-configure plain HTTP.  At start the daemon reads its certificate and key,
-reads its own RA-TLS evidence and checks the key binding, binds its ports
-and logs one event saying which enclave is serving where.  Anything that
+configure plain HTTP.  At start the daemon gets its certificate from its
+attestation source (files that C{gramine-ratls} wrote, a certificate
+minted through Gramine's C{/dev/attestation}, or a simulated one), reads
+its own RA-TLS evidence and checks the key binding, binds its ports and
+logs one event saying which enclave is serving where.  Anything that
 stops the start is reported in one line on standard error, with exit
-status 1.  On SIGTERM it stops accepting connections, lets requests in
-progress finish (for at most C{--drain-timeout} seconds), then exits.
+status 1.  With C{--rotate} it replaces its certificate on a schedule.
+On SIGTERM it stops accepting connections, lets requests in progress
+finish (for at most C{--drain-timeout} seconds), then exits.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import socket
 import sys
 from collections.abc import Sequence
@@ -25,15 +31,32 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.task import deferLater
-from twisted.logger import FileLogObserver, Logger, jsonFileLogObserver
+from twisted.logger import FileLogObserver, jsonFileLogObserver
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
-from attestd._tls import ServerContextFactory, ServerIdentity, load_identity
+from attestd._quote import FLAG_DEBUG
+from attestd._simulated import (
+    DEFAULT_MRENCLAVE,
+    DEFAULT_MRSIGNER,
+    TCB_STATUSES,
+    SimulatedEnclave,
+)
+from attestd._tls import ServerContextFactory, ServerIdentity
 from attestd._web import RootResource, Site, app_resource, wsgi_resource
 from attestd.errors import AttestdError, ConfigurationError
+from attestd.sources import (
+    DEFAULT_ATTESTATION_DIR,
+    AttestationSource,
+    FilesSource,
+    GramineSource,
+    IdentityKeeper,
+    MarkedLogger,
+    SimulatedSource,
+    default_state_dir,
+)
 
 #: Listener types accepted by C{--listen}; each is wrapped in TLS here.
 LISTENER_TYPES = ("tcp", "tcp6", "systemd")
@@ -43,7 +66,19 @@ SYSTEMD_DOMAINS = {"INET": socket.AF_INET, "INET6": socket.AF_INET6}
 
 DEFAULT_LISTEN = "tcp:8080:interface=0.0.0.0"
 
-_log = Logger(namespace="attestd.daemon")
+#: Where gramine-ratls writes inside the enclave: Gramine's tmpfs /tmp is
+#: enclave memory, so the key never reaches the host.
+DEFAULT_CERT = "/tmp/ra-tls.crt.pem"  # noqa: S108
+
+#: The values of C{--attestation}.
+ATTESTATION_KINDS = ("auto", "files", "gramine", "simulated")
+
+#: Seconds in each unit of a C{--rotate} duration.
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+
+#: The simulated enclave's flags without DEBUG: INIT and MODE64BIT.
+_SIMULATED_FLAGS = SimulatedEnclave().flags
 
 
 def json_log_observer() -> FileLogObserver:
@@ -76,19 +111,84 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Serve HTTPS with the RA-TLS certificate that gramine-ratls wrote, "
-        "and publish its SGX evidence at /.well-known/attestation.  Every "
-        "listener is TLS; there is no plain HTTP."
+        "Serve HTTPS with an RA-TLS certificate and publish its SGX "
+        "evidence at /.well-known/attestation.  Every listener is TLS; "
+        "there is no plain HTTP.  --attestation says where the "
+        "certificate comes from: files (what gramine-ratls wrote, --cert "
+        "and --key), gramine (minted in the enclave through Gramine's "
+        "/dev/attestation), simulated (minted with simulated quotes, for "
+        "development without SGX), or auto (the default: files if --cert "
+        "is given or exists, else gramine if /dev/attestation exists)."
     )
     optParameters = [
         [
-            "cert",
+            "attestation",
             None,
-            # Gramine's tmpfs /tmp is enclave memory: gramine-ratls writes
-            # there so that the key never reaches the host.
-            "/tmp/ra-tls.crt.pem",  # noqa: S108
-            "RA-TLS certificate: gramine-ratls PEM (TRUSTED CERTIFICATE, "
-            "trailing NUL), ordinary PEM or DER.",
+            "auto",
+            "Where the certificate comes from: auto, files, gramine or "
+            "simulated.",
+        ],
+        [
+            "attestation-dir",
+            None,
+            str(DEFAULT_ATTESTATION_DIR),
+            "Gramine's attestation directory (--attestation gramine).",
+        ],
+        [
+            "rotate",
+            None,
+            None,
+            "Mint a new key and certificate every DURATION (30s, 10m, "
+            "1h); with --attestation files, read the files again.",
+        ],
+        [
+            "simulated-state",
+            None,
+            None,
+            "State directory of --attestation simulated (default "
+            "$XDG_STATE_HOME/attestd-simulated, or "
+            "~/.local/state/attestd-simulated); it receives root.pem and "
+            "collateral.json for clients.",
+        ],
+        [
+            "simulated-mrenclave",
+            None,
+            DEFAULT_MRENCLAVE.hex(),
+            "MRENCLAVE of the simulated enclave (64 hex digits).",
+        ],
+        [
+            "simulated-mrsigner",
+            None,
+            DEFAULT_MRSIGNER.hex(),
+            "MRSIGNER of the simulated enclave (64 hex digits).",
+        ],
+        [
+            "simulated-isv-prod-id",
+            None,
+            0,
+            "ISV_PROD_ID of the simulated enclave.",
+            int,
+        ],
+        [
+            "simulated-isv-svn",
+            None,
+            0,
+            "ISV_SVN of the simulated enclave.",
+            int,
+        ],
+        [
+            "simulated-tcb-status",
+            None,
+            "UpToDate",
+            "TCB status the simulated collateral gives the platform: "
+            + ", ".join(TCB_STATUSES)
+            + ".",
+        ],
+        [
+            "simulated-advisory-ids",
+            None,
+            "",
+            "Comma-separated advisory IDs of the simulated TCB level.",
         ],
         [
             "key",
@@ -125,17 +225,39 @@ class Options(usage.Options):
             "INSECURE, development only: serve even if the certificate "
             "has no RA-TLS evidence or its key binding does not hold.",
         ],
+        [
+            "simulated-debug",
+            None,
+            "Make the simulated enclave a debug enclave.",
+        ],
     ]
     compData = usage.Completions(
         optActions={
             "cert": usage.CompleteFiles(),
             "key": usage.CompleteFiles(),
+            "attestation": usage.CompleteList(ATTESTATION_KINDS),
+            "attestation-dir": usage.CompleteDirs(),
+            "simulated-state": usage.CompleteDirs(),
+            "simulated-tcb-status": usage.CompleteList(TCB_STATUSES),
         }
     )
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["cert"] = DEFAULT_CERT
+        self.cert_given = False
+
+    def opt_cert(self, path: str) -> None:
+        """
+        RA-TLS certificate (--attestation files): gramine-ratls PEM
+        (TRUSTED CERTIFICATE, trailing NUL), ordinary PEM or DER (default
+        /tmp/ra-tls.crt.pem).  Naming it selects the files source.
+        """
+        self["cert"] = path
+        self.cert_given = True
+
+    opt_cert.__doc__ = " ".join((opt_cert.__doc__ or "").split())
 
     def opt_listen(self, description: str) -> None:
         """
@@ -178,28 +300,148 @@ class Options(usage.Options):
         if self["drain-timeout"] < 0:
             msg = "--drain-timeout cannot be negative"
             raise usage.UsageError(msg)
+        self._check_attestation()
+
+    def _check_attestation(self) -> None:
+        """
+        Check the attestation options against each other.
+
+        @raise usage.UsageError: If they do not make sense.
+        """
+        kind = self["attestation"]
+        if kind not in ATTESTATION_KINDS:
+            msg = (
+                f"--attestation {kind}: use one of "
+                f"{', '.join(ATTESTATION_KINDS)}"
+            )
+            raise usage.UsageError(msg)
+        if self["rotate"] is not None:
+            self["rotate"] = parse_duration(self["rotate"])
+        if kind in ("gramine", "simulated"):
+            if self.cert_given:
+                msg = (
+                    f"--cert is for --attestation files; --attestation "
+                    f"{kind} mints its own certificate"
+                )
+                raise usage.UsageError(msg)
+            if self["insecure-unattested"]:
+                msg = (
+                    f"--insecure-unattested is for --attestation files; "
+                    f"--attestation {kind} always has evidence"
+                )
+                raise usage.UsageError(msg)
+        given = [
+            name
+            for name, default in _SIMULATED_DEFAULTS.items()
+            if self[name] != default
+        ]
+        if given and kind != "simulated":
+            msg = f"--{given[0]} is for --attestation simulated only"
+            raise usage.UsageError(msg)
+        if kind == "simulated":
+            if self["simulated-tcb-status"] not in TCB_STATUSES:
+                msg = (
+                    f"--simulated-tcb-status "
+                    f"{self['simulated-tcb-status']}: use one of "
+                    f"{', '.join(TCB_STATUSES)}"
+                )
+                raise usage.UsageError(msg)
+            self["simulated-enclave"] = self._simulated_enclave()
+
+    def _simulated_enclave(self) -> SimulatedEnclave:
+        """
+        The simulated enclave the options describe.
+
+        @raise usage.UsageError: If a measurement or number is malformed.
+        """
+        values = {}
+        for name in ("mrenclave", "mrsigner"):
+            try:
+                value = bytes.fromhex(self[f"simulated-{name}"])
+            except ValueError:
+                value = b""
+            if len(value) != 32:
+                msg = f"--simulated-{name} must be 64 hex digits"
+                raise usage.UsageError(msg)
+            values[name] = value
+        for name in ("isv-prod-id", "isv-svn"):
+            if not 0 <= self[f"simulated-{name}"] <= 0xFFFF:
+                msg = f"--simulated-{name} must be from 0 to 65535"
+                raise usage.UsageError(msg)
+        flags = _SIMULATED_FLAGS
+        if self["simulated-debug"]:
+            flags |= FLAG_DEBUG
+        return SimulatedEnclave(
+            mrenclave=values["mrenclave"],
+            mrsigner=values["mrsigner"],
+            isv_prod_id=self["simulated-isv-prod-id"],
+            isv_svn=self["simulated-isv-svn"],
+            flags=flags,
+        )
+
+
+#: The simulated options and their defaults (given only with
+#: C{--attestation simulated}).
+_SIMULATED_DEFAULTS: dict[str, object] = {
+    "simulated-state": None,
+    "simulated-mrenclave": DEFAULT_MRENCLAVE.hex(),
+    "simulated-mrsigner": DEFAULT_MRSIGNER.hex(),
+    "simulated-isv-prod-id": 0,
+    "simulated-isv-svn": 0,
+    "simulated-tcb-status": "UpToDate",
+    "simulated-advisory-ids": "",
+    "simulated-debug": 0,
+}
+
+
+def parse_duration(text: str) -> float:
+    """
+    Seconds in a duration such as C{30s}, C{10m}, C{1h}, C{500ms} or
+    C{90} (seconds).
+
+    @param text: The duration.
+    @return: Seconds, more than zero.
+    @raise usage.UsageError: If it is malformed or not positive.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        msg = f"--rotate {text}: a duration is a number and ms, s, m or h"
+        raise usage.UsageError(msg)
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        msg = f"--rotate {text}: the duration must be more than zero"
+        raise usage.UsageError(msg)
+    return seconds
 
 
 class _TLSFactory(TLSMemoryBIOFactory):
     """
     TLS around the site, whose log prefix says what is serving (and
-    says so loudly when it is unattested).
+    says so loudly when it is unattested or simulated).
     """
 
-    def __init__(self, *args: Any, insecure: bool = False) -> None:
+    def __init__(
+        self, *args: Any, insecure: bool = False, simulated: bool = False
+    ) -> None:
         """
         @param args: What L{TLSMemoryBIOFactory} takes.
         @param insecure: Whether the identity is served unattested.
+        @param simulated: Whether the evidence is simulated.
         """
         super().__init__(*args)
         self._insecure = insecure
+        self._simulated = simulated
 
     def logPrefix(self) -> str:
         """
-        C{attestd (TLS)}, marked when unattested.
+        C{attestd (TLS)}, marked when unattested or simulated.
         """
+        # XXX: attestd's events and this prefix say "simulated"; twistd's
+        # own lines (start-up, "(TCP Port N Closed)") cannot be marked.
         if self._insecure:
             return "attestd (TLS, INSECURE UNATTESTED)"
+        if self._simulated:
+            return "attestd (TLS, simulated attestation)"
         return "attestd (TLS)"
 
 
@@ -240,6 +482,10 @@ class AttestdService(Service):
     @ivar site: The web site.
     @ivar context_factory: Makes the TLS connections; its identity is the
         one being served.
+    @ivar keeper: Rotates the identity and makes fresh quotes; L{None}
+        when the service was made without a source.
+    @ivar rotate: Seconds between rotations, or L{None}.
+    @ivar simulated: Whether the evidence served is simulated.
     @ivar ports: The listening ports, once bound.
     """
 
@@ -252,6 +498,8 @@ class AttestdService(Service):
         *,
         drain_timeout: float,
         threadpool: Any = None,
+        keeper: IdentityKeeper | None = None,
+        rotate: float | None = None,
     ) -> None:
         """
         @param reactor: The reactor to listen with.
@@ -261,15 +509,24 @@ class AttestdService(Service):
         @param drain_timeout: Seconds in-flight requests get at stop.
         @param threadpool: The thread pool running a WSGI application, if
             any: stopping waits until its calls have returned.
+        @param keeper: Keeps the identity up to date with its source.
+        @param rotate: Seconds between rotations (needs C{keeper}), or
+            L{None} for none.
         """
         self._reactor = reactor
         self._threadpool = threadpool
         self.site = site
         self.context_factory = creator
+        self.keeper = keeper
+        self.rotate = rotate
         self._descriptions = list(descriptions)
         self._drain_timeout = drain_timeout
         insecure = creator.identity.evidence is None
-        self._factory = _TLSFactory(creator, False, site, insecure=insecure)
+        self.simulated = creator.identity.simulated
+        self._log = MarkedLogger("attestd.daemon", simulated=self.simulated)
+        self._factory = _TLSFactory(
+            creator, False, site, insecure=insecure, simulated=self.simulated
+        )
         self.ports: list[IListeningPort] = []
 
     @property
@@ -348,10 +605,49 @@ class AttestdService(Service):
 
     def startService(self) -> None:
         """
-        Log what is serving, and where.
+        Log what is serving, and where; start rotating if asked to.
         """
         super().startService()
-        log_start(self.context_factory.identity, self.addresses)
+        source = None if self.keeper is None else self.keeper.source
+        log_start(
+            self.context_factory.identity,
+            self.addresses,
+            attestation=None if source is None else source.kind,
+        )
+        if isinstance(source, SimulatedSource):
+            self._log_simulated(source)
+        if self.keeper is not None and self.rotate is not None:
+            self._log.info(
+                "Rotating the certificate every {rotate_seconds} s "
+                "({attestation} source)",
+                rotate_seconds=self.rotate,
+                attestation=self.keeper.source.kind,
+            )
+            self.keeper.start(self.rotate)
+
+    def _log_simulated(self, source: SimulatedSource) -> None:
+        """
+        Log the command that verifies this server's simulated evidence.
+        """
+        url = verify_url(self.ports[0].getHost()) if self.ports else None
+        arguments = None if url is None else source.verify_arguments(url)
+        if arguments is None:
+            self._log.warn(
+                "The simulated platform's TCB status is {tcb_status}: no "
+                "verifier policy accepts this server",
+                tcb_status=source.tcb_status,
+                trust_root=str(source.root_path),
+                collateral=str(source.collateral_path),
+            )
+            return
+        self._log.info(
+            "This server's attestation is SIMULATED, not real SGX; "
+            "verify it with: {verify_command}",
+            verify_command=shlex.join(arguments),
+            trust_root=str(source.root_path),
+            collateral=str(source.collateral_path),
+            tcb_status=source.tcb_status,
+        )
 
     def stopService(self) -> Deferred[None]:
         """
@@ -361,7 +657,9 @@ class AttestdService(Service):
         @return: Fires when every connection is closed.
         """
         super().stopService()
-        _log.info(
+        if self.keeper is not None:
+            self.keeper.stop()
+        self._log.info(
             "attestd stopping: no longer accepting connections; draining "
             "{open_connections} open connections for at most "
             "{drain_timeout} s",
@@ -378,7 +676,7 @@ class AttestdService(Service):
             return self.site.drain(self._drain_timeout)
 
         def done(result: object) -> None:
-            _log.info("attestd stopped: every connection is closed")
+            self._log.info("attestd stopped: every connection is closed")
 
         d: Deferred[Any] = stopped.addCallback(drain)
         d.addCallback(lambda _: Deferred.fromCoroutine(self._threads_idle()))
@@ -402,7 +700,7 @@ class AttestdService(Service):
                 # XXX: threads cannot be interrupted: a WSGI call that
                 # never returns keeps the process alive after the drain
                 # timeout, until it is killed.
-                _log.warn(
+                self._log.warn(
                     "Waiting for {count} WSGI calls still running after "
                     "the drain; threads cannot be interrupted",
                     count=len(self._threadpool.working),
@@ -417,21 +715,47 @@ async def _stop(port: IListeningPort) -> None:
         await result
 
 
-def log_start(identity: ServerIdentity, addresses: Sequence[str]) -> None:
+def verify_url(address: Any) -> str:
+    """
+    The C{https://} URL a local client reaches a bound address at (the
+    loopback address for a wildcard one).
+
+    @param address: The port's L{IAddress}.
+    @return: The URL.
+    """
+    host = getattr(address, "host", "127.0.0.1")
+    if host in ("0.0.0.0", ""):  # noqa: S104 (a bound wildcard)
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{getattr(address, 'port', 443)}"
+
+
+def log_start(
+    identity: ServerIdentity,
+    addresses: Sequence[str],
+    *,
+    attestation: str | None = None,
+) -> None:
     """
     Log the one start event: what enclave is serving, and where.
 
     @param identity: What is served.
     @param addresses: Where, as C{host:port}.
+    @param attestation: The attestation source's kind, if known.
     """
+    log = MarkedLogger("attestd.daemon", simulated=identity.simulated)
     listening = ", ".join(addresses)
     evidence = identity.evidence
     if evidence is None:
-        _log.warn(
+        log.warn(
             "INSECURE UNATTESTED: attestd serving a certificate WITHOUT "
             "valid RA-TLS evidence ({reason}); certificate_sha256="
             "{certificate_sha256}; listening on {listening}",
             insecure_unattested=True,
+            attestation=attestation,
             reason=identity.unattested_reason,
             certificate_sha256=identity.certificate_sha256,
             addresses=list(addresses),
@@ -439,12 +763,11 @@ def log_start(identity: ServerIdentity, addresses: Sequence[str]) -> None:
         )
         return
     report = evidence.quote.report
-    _log.info(
-        "attestd serving an RA-TLS certificate with {evidence} evidence: "
-        "mrenclave={mrenclave} mrsigner={mrsigner} "
-        "isv_prod_id={isv_prod_id} isv_svn={isv_svn} debug={debug} "
-        "certificate_sha256={certificate_sha256}; listening on {listening}",
+    text = _SIMULATED_START_FORMAT if identity.simulated else _START_FORMAT
+    log.info(
+        text,
         insecure_unattested=False,
+        attestation=attestation,
         evidence=evidence.kind,
         mrenclave=report.mrenclave.hex(),
         mrsigner=report.mrsigner.hex(),
@@ -454,6 +777,78 @@ def log_start(identity: ServerIdentity, addresses: Sequence[str]) -> None:
         certificate_sha256=identity.certificate_sha256,
         addresses=list(addresses),
         listening=listening,
+    )
+
+
+_START_FORMAT = (
+    "attestd serving an RA-TLS certificate with {evidence} evidence: "
+    "mrenclave={mrenclave} mrsigner={mrsigner} "
+    "isv_prod_id={isv_prod_id} isv_svn={isv_svn} debug={debug} "
+    "certificate_sha256={certificate_sha256}; listening on {listening}"
+)
+
+_SIMULATED_START_FORMAT = (
+    "attestd serving a SIMULATED RA-TLS certificate (simulated "
+    "attestation, not real SGX) with {evidence} evidence: "
+    "mrenclave={mrenclave} mrsigner={mrsigner} "
+    "isv_prod_id={isv_prod_id} isv_svn={isv_svn} debug={debug} "
+    "certificate_sha256={certificate_sha256}; listening on {listening}"
+)
+
+#: What C{auto} says when there is nothing to attest with.
+NO_ATTESTATION = (
+    "no RA-TLS certificate at {cert} and no {attestation_dir}: run "
+    "inside Gramine (gramine-ratls writing {cert}, or --attestation "
+    "gramine), or use --attestation simulated for development "
+    "(simulated evidence, not real SGX)"
+)
+
+
+def choose_source(options: Options) -> AttestationSource:
+    """
+    The attestation source the options ask for.
+
+    C{auto} means C{files} when C{--cert} was given or the certificate
+    file exists, else C{gramine} when the attestation directory exists;
+    otherwise the start stops with L{NO_ATTESTATION}.
+
+    @param options: Parsed options.
+    @return: The source (for C{gramine} and C{simulated}, ready to
+        quote).
+    @raise AttestdError: If it cannot be used.
+    """
+    kind = options["attestation"]
+    cert = Path(options["cert"])
+    attestation_dir = Path(options["attestation-dir"])
+    if kind == "auto":
+        if options.cert_given or cert.exists():
+            kind = "files"
+        elif attestation_dir.exists():
+            kind = "gramine"
+        else:
+            msg = NO_ATTESTATION.format(
+                cert=cert, attestation_dir=attestation_dir
+            )
+            raise ConfigurationError(msg)
+    if kind == "files":
+        return FilesSource(
+            cert,
+            Path(options["key"]),
+            insecure_unattested=bool(options["insecure-unattested"]),
+        )
+    if kind == "gramine":
+        return GramineSource(attestation_dir)
+    state = options["simulated-state"]
+    advisories = [
+        a.strip()
+        for a in options["simulated-advisory-ids"].split(",")
+        if a.strip()
+    ]
+    return SimulatedSource(
+        default_state_dir() if state is None else Path(state),
+        enclave=options["simulated-enclave"],
+        tcb_status=options["simulated-tcb-status"],
+        advisory_ids=advisories,
     )
 
 
@@ -467,12 +862,10 @@ def build_service(options: Options, reactor: Any) -> AttestdService:
     @return: The service.
     @raise AttestdError: If something configured cannot be used.
     """
-    identity = load_identity(
-        Path(options["cert"]),
-        Path(options["key"]),
-        insecure_unattested=bool(options["insecure-unattested"]),
-    )
+    source = choose_source(options)
+    identity = source.load()
     creator = ServerContextFactory(identity)
+    keeper = IdentityKeeper(reactor, source, creator)
     app: IResource | None = None
     try:
         if options["app"]:
@@ -490,8 +883,15 @@ def build_service(options: Options, reactor: Any) -> AttestdService:
             return "draining"
         return None
 
-    root = RootResource(lambda: creator.identity, app, ready)
-    site = Site(root, reactor)
+    root = RootResource(
+        lambda: creator.identity,
+        app,
+        ready,
+        connection_identity=creator.identity_for,
+        fresh=keeper.fresh_quote if source.in_process else None,
+        simulated=source.simulated,
+    )
+    site = Site(root, reactor, simulated=source.simulated)
     site_holder.append(site)
     return AttestdService(
         reactor,
@@ -500,6 +900,8 @@ def build_service(options: Options, reactor: Any) -> AttestdService:
         options["listen"],
         drain_timeout=options["drain-timeout"],
         threadpool=reactor.getThreadPool() if options["wsgi"] else None,
+        keeper=keeper,
+        rotate=options["rotate"],
     )
 
 
