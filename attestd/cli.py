@@ -775,6 +775,12 @@ def main(
         # inspect, measure or fetch on bad input, or an I/O failure.
         sys.stderr.write(f"attestd: {e}\n")
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (``attestd verify ... | head``): end as a
+        # program killed by SIGPIPE would, without a traceback at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
 
 
 def _entry() -> None:
