@@ -66,6 +66,7 @@ from attestd.errors import (
     QEReportBindingError,
     QEReportSignatureError,
     QuoteSignatureError,
+    QuoteVerificationError,
     RevokedError,
     SimulatedEvidenceError,
     TCBInfoSignatureError,
@@ -1104,6 +1105,45 @@ def _signed_text(text: str, name: str) -> bytes:
 # Step 4.
 
 
+def _verify_signed_json(
+    issuer_chain: str,
+    text: str,
+    signature: bytes,
+    *,
+    name: str,
+    error: type[QuoteVerificationError],
+    chain: _PCKChain,
+    clock: _Clock,
+) -> tuple[x509.Certificate, bytes]:
+    """
+    Check the signature over a TCB Info or QE Identity object: its issuer
+    chain (the TCB Signing certificate, then the root) and the raw
+    ECDSA-P256 signature over the exact bytes that were served.
+
+    @param issuer_chain: The PEM issuer chain from the collateral.
+    @param text: The signed JSON object, exactly as served.
+    @param signature: The 64-byte r || s signature.
+    @param name: The piece's name (C{tcb_info} or C{qe_identity}).
+    @param error: The error to raise when the signature does not verify.
+    @param chain: The verified PCK chain (its root and root CRL).
+    @param clock: The verification time and its records.
+    @return: The signer's certificate and the signed bytes.
+    """
+    signer = _verify_issuer_chain(
+        issuer_chain,
+        f"{name}_issuer_chain",
+        chain.root,
+        chain.root_crl,
+        clock,
+        signer_is_ca=False,
+    )
+    data = _signed_text(text, name)
+    if not _verify_raw_signature(signer.public_key(), signature, data):
+        msg = f"{name} signature by {_subject(signer)} does not verify"
+        raise error(msg)
+    return signer, data
+
+
 def _verify_tcb_info(
     collateral: Collateral,
     pck: PCKExtension,
@@ -1127,20 +1167,15 @@ def _verify_tcb_info(
     @raise TCBLevelNotFoundError: If the platform is below every level.
     """
     name = _Names.TCB_INFO
-    signer = _verify_issuer_chain(
+    signer, data = _verify_signed_json(
         collateral.tcb_info_issuer_chain,
-        "tcb_info_issuer_chain",
-        chain.root,
-        chain.root_crl,
-        clock,
-        signer_is_ca=False,
+        collateral.tcb_info,
+        collateral.tcb_info_signature,
+        name=name,
+        error=TCBInfoSignatureError,
+        chain=chain,
+        clock=clock,
     )
-    data = _signed_text(collateral.tcb_info, name)
-    if not _verify_raw_signature(
-        signer.public_key(), collateral.tcb_info_signature, data
-    ):
-        msg = f"tcb_info signature by {_subject(signer)} does not verify"
-        raise TCBInfoSignatureError(msg)
     info = TCBInfo.from_json(data)
     mismatches = []
     if info.fmspc != pck.fmspc:
@@ -1230,20 +1265,15 @@ def _verify_qe_identity(
     @raise TCBLevelNotFoundError: If the QE is below every level.
     """
     name = _Names.QE_IDENTITY
-    signer = _verify_issuer_chain(
+    signer, data = _verify_signed_json(
         collateral.qe_identity_issuer_chain,
-        "qe_identity_issuer_chain",
-        chain.root,
-        chain.root_crl,
-        clock,
-        signer_is_ca=False,
+        collateral.qe_identity,
+        collateral.qe_identity_signature,
+        name=name,
+        error=QEIdentitySignatureError,
+        chain=chain,
+        clock=clock,
     )
-    data = _signed_text(collateral.qe_identity, name)
-    if not _verify_raw_signature(
-        signer.public_key(), collateral.qe_identity_signature, data
-    ):
-        msg = f"qe_identity signature by {_subject(signer)} does not verify"
-        raise QEIdentitySignatureError(msg)
     identity = QEIdentity.from_json(data)
     clock.collateral(
         CollateralUse(
