@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -760,6 +761,17 @@ def main(
         return start_main(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _dispatch(args, out, environ)
+
+
+def _dispatch(
+    args: argparse.Namespace, out: TextIO, environ: Mapping[str, str]
+) -> int:
+    """
+    Run the chosen subcommand and turn its errors into exit statuses.
+    """
     try:
         if args.command == "verify":
             return cmd_verify(args, out, environ)
@@ -781,6 +793,20 @@ def main(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + 13
+
+
+def _show_warning(  # noqa: PLR0917 (the signature of showwarning)
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """
+    Print a Python warning (such as L{attestd.errors.InsecurePolicyWarning}) as one line.
+    """
+    sys.stderr.write(f"attestd: warning: {message}\n")
 
 
 def _entry() -> None:
