@@ -30,6 +30,7 @@ from attestd._collateral import (
     Collateral,
     CollateralParseError,
 )
+from attestd._x509util import X509_PARSE_ERRORS
 
 _log = Logger()
 
@@ -154,7 +155,7 @@ def collateral_fmspc(collateral: Collateral) -> bytes:
 def _crl_next_update(der: bytes, what: str) -> datetime:
     try:
         crl = x509.load_der_x509_crl(der)
-    except ValueError as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"{what} is not a DER CRL: {e}"
         raise CollateralParseError(msg) from e
     next_update = crl.next_update_utc

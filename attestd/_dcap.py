@@ -51,6 +51,7 @@ from attestd._tcb import (
     TCBLevel,
     TcbStatus,
 )
+from attestd._x509util import X509_PARSE_ERRORS
 from attestd.errors import (
     CertificateChainError,
     CertificateParseError,
@@ -133,7 +134,7 @@ def _load_der_certificate(data: bytes, what: str) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(bytes(data))
         _force_parse(cert)
-    except (ValueError, UnsupportedAlgorithm) as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"{what} is not a well-formed certificate: {e}"
         raise CertificateParseError(msg) from e
     return cert
@@ -190,7 +191,7 @@ def _parse_pem_chain(data: bytes, what: str) -> tuple[x509.Certificate, ...]:
         certs = x509.load_pem_x509_certificates(data)
         for cert in certs:
             _force_parse(cert)
-    except (ValueError, UnsupportedAlgorithm) as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"{what} is not a well-formed PEM certificate chain: {e}"
         raise CertificateParseError(msg) from e
     if len(certs) > MAX_CHAIN_CERTIFICATES:
@@ -989,7 +990,7 @@ def _verify_crl(
         crl.issuer.rfc4514_string()
         crl.extensions  # noqa: B018 (parsed for its side effect)
         crl.signature_hash_algorithm  # noqa: B018 (same)
-    except (ValueError, UnsupportedAlgorithm) as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"{name} is not a well-formed DER CRL: {e}"
         raise CollateralParseError(msg) from e
     if crl.issuer != issuer.subject:
@@ -1046,7 +1047,7 @@ def _check_not_revoked(
         entry = crl.get_revoked_certificate_by_serial_number(
             cert.serial_number
         )
-    except ValueError as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"CRL entries are malformed: {e}"
         raise CollateralParseError(msg) from e
     if entry is not None:
@@ -1185,6 +1186,12 @@ def _verify_tcb_info(
     if info.pce_id != pck.pce_id:
         mismatches.append(
             Mismatch("tcb_info.pceId", pck.pce_id.hex(), info.pce_id.hex())
+        )
+    if info.tcb_type != 0:
+        # Only type 0 is defined (component SVNs compared one by one);
+        # a level list of another type must not be read as if it were.
+        mismatches.append(
+            Mismatch("tcb_info.tcbType", "0", str(info.tcb_type))
         )
     if mismatches:
         raise CollateralMismatchError(mismatches)

@@ -415,6 +415,25 @@ def _parse_dice(value: bytes) -> tuple[bytes, bytes]:
     return bytes(quote), bytes(claims)
 
 
+def _declared_map_size(data: bytes) -> int | None:
+    """
+    The number of pairs a CBOR map announces in its first byte(s) (RFC
+    8949, section 3), or C{None} if C{data} does not start with a
+    definite-length map.
+    """
+    if not data or data[0] >> 5 != 5:
+        return None
+    info = data[0] & 0x1F
+    if info < 24:
+        return info
+    if 24 <= info <= 27:
+        size = 1 << (info - 24)
+        if len(data) < 1 + size:
+            return None
+        return int.from_bytes(data[1 : 1 + size], "big")
+    return None
+
+
 def _parse_claims(claims: bytes) -> tuple[str, bytes]:
     """
     Read the C{pubkey-hash} claim of a DICE claims map.
@@ -427,6 +446,11 @@ def _parse_claims(claims: bytes) -> tuple[str, bytes]:
         raise EvidenceParseError(msg)
     if not all(isinstance(k, str) for k in item):
         msg = "DICE claims map has a key that is not a text string"
+        raise EvidenceParseError(msg)
+    if _declared_map_size(claims) != len(item):
+        # The decoder keeps the last of repeated keys; a claims map that
+        # says one thing twice is refused rather than read either way.
+        msg = "DICE claims map repeats a key or has an indefinite length"
         raise EvidenceParseError(msg)
     entry = item.get("pubkey-hash")
     if entry is None:

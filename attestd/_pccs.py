@@ -97,6 +97,7 @@ from attestd._collateral_cache import (
     normalize_ca,
     normalize_fmspc,
 )
+from attestd._x509util import X509_PARSE_ERRORS
 from attestd.errors import AttestdError, ConfigurationError
 
 _log = Logger()
@@ -357,7 +358,7 @@ def _trust_root_from_file(path: str | os.PathLike[str]) -> Any:
         raise ConfigurationError(msg) from e
     try:
         certificates = x509.load_pem_x509_certificates(data)
-    except ValueError as e:
+    except X509_PARSE_ERRORS as e:
         msg = (
             f"the PCCS CA file {os.fspath(path)!r} holds no PEM "
             f"certificates: {e}"
@@ -538,7 +539,7 @@ def _issuer_chain(reply: _Reply, *names: bytes) -> str:
         raise CollateralResponseError(reply.url, msg)
     try:
         certificates = x509.load_pem_x509_certificates(stripped.encode())
-    except ValueError as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"the {shown} header holds a malformed certificate: {e}"
         raise CollateralResponseError(reply.url, msg) from e
     if len(certificates) != count:
@@ -579,7 +580,7 @@ def _crl_der(reply: _Reply, what: str) -> bytes:
             raise CollateralResponseError(reply.url, msg) from e
     try:
         x509.load_der_x509_crl(der)
-    except ValueError as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"the {what} is not a CRL: {e}"
         raise CollateralResponseError(reply.url, msg) from e
     return der

@@ -35,6 +35,7 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 
+from attestd._x509util import X509_PARSE_ERRORS
 from attestd.errors import PCKExtensionParseError
 
 #: The SGX extension of a PCK certificate.
@@ -145,7 +146,7 @@ class PCKExtension:
         except x509.ExtensionNotFound as e:
             msg = "PCK certificate has no SGX extension"
             raise PCKExtensionParseError(msg) from e
-        except ValueError as e:
+        except X509_PARSE_ERRORS as e:
             msg = f"PCK certificate extensions are malformed: {e}"
             raise PCKExtensionParseError(msg) from e
         value = ext.value

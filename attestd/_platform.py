@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from attestd._pck import PCKExtension
 from attestd._quote import Quote
+from attestd._x509util import X509_PARSE_ERRORS
 from attestd.errors import QuoteParseError
 
 
@@ -30,7 +31,7 @@ def pck_identity(quote: Quote) -> tuple[bytes, str]:
     try:
         leaf = x509.load_pem_x509_certificate(leaf_pem)
         names = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError as e:
+    except X509_PARSE_ERRORS as e:
         msg = f"PCK leaf certificate is malformed: {e}"
         raise QuoteParseError(msg) from e
     issuer = str(names[0].value) if names else ""

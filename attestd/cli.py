@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -80,14 +81,25 @@ def _read(path: str, what: str) -> bytes:
 
 
 def _parse_time(text: str) -> datetime:
+    """
+    The C{--at} time: POSIX seconds, or ISO 8601 (UTC when no zone).
+
+    @raise _UsageError: If C{text} is empty, not a time, or out of range.
+    """
+    msg = f"--at: {text!r} is neither POSIX seconds nor ISO 8601"
+    if not text.strip():
+        raise _UsageError(msg)
     try:
-        return datetime.fromtimestamp(float(text), timezone.utc)
+        seconds = float(text)
     except ValueError:
-        pass
+        seconds = None
     try:
+        if seconds is not None:
+            if not math.isfinite(seconds):
+                raise _UsageError(msg)
+            return datetime.fromtimestamp(seconds, timezone.utc)
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        msg = f"--at: {text!r} is neither POSIX seconds nor ISO 8601"
+    except (ValueError, OverflowError, OSError) as e:
         raise _UsageError(msg) from e
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -408,9 +420,14 @@ def _print_verdict(
         q = verdict.quote
         out.write(f"tcb_status:    {q.status.value}\n")
         out.write(f"advisory_ids:  {', '.join(q.advisory_ids) or '-'}\n")
-        out.write(
-            f"collateral:    valid until {q.collateral_expires:%Y-%m-%dT%H:%M:%SZ}\n"
-        )
+        until = f"{q.collateral_expires:%Y-%m-%dT%H:%M:%SZ}"
+        if q.collateral_expired:
+            out.write(
+                f"collateral:    EXPIRED at {until} (accepted only "
+                "because outdated TCB is allowed)\n"
+            )
+        else:
+            out.write(f"collateral:    valid until {until}\n")
         if q.simulated:
             out.write(
                 "trust_root:    SIMULATED (not Intel): this is not real "
@@ -444,7 +461,11 @@ def cmd_verify(
         msg = "give only one of --collateral and --pccs"
         raise _UsageError(msg)
     policy = build_policy(args, environ)
-    now = _parse_time(args.at) if args.at else datetime.now(timezone.utc)
+    now = (
+        _parse_time(args.at)
+        if args.at is not None
+        else datetime.now(timezone.utc)
+    )
     trust_root = None
     if args.trust_root:
         data = _read(args.trust_root, "trust root")
@@ -699,10 +720,38 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept any enclave measurement (INSECURE)",
     )
-    verify.add_argument("--allow-outdated", action="store_true")
-    verify.add_argument("--allow-hw-config", action="store_true")
-    verify.add_argument("--allow-sw-hardening", action="store_true")
-    verify.add_argument("--allow-debug", action="store_true")
+    verify.add_argument(
+        "--allow-outdated",
+        action="store_true",
+        help=(
+            "accept OutOfDate TCB levels and expired collateral (INSECURE; "
+            "RA_TLS_ALLOW_OUTDATED_TCB_INSECURE=1)"
+        ),
+    )
+    verify.add_argument(
+        "--allow-hw-config",
+        action="store_true",
+        help=(
+            "accept TCB levels that need platform configuration "
+            "(RA_TLS_ALLOW_HW_CONFIG_NEEDED=1)"
+        ),
+    )
+    verify.add_argument(
+        "--allow-sw-hardening",
+        action="store_true",
+        help=(
+            "accept TCB levels that need software hardening "
+            "(RA_TLS_ALLOW_SW_HARDENING_NEEDED=1)"
+        ),
+    )
+    verify.add_argument(
+        "--allow-debug",
+        action="store_true",
+        help=(
+            "accept debug enclaves (INSECURE; "
+            "RA_TLS_ALLOW_DEBUG_ENCLAVE_INSECURE=1)"
+        ),
+    )
     verify.add_argument("--at", help="verification time (POSIX or ISO)")
     verify.add_argument("--timeout", type=float, default=10.0)
     verify.add_argument("--json", action="store_true")

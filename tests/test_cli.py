@@ -296,3 +296,37 @@ class TestVerifyServer:
             run, ["verify", dead, *OFFLINE, "--any-enclave"]
         )
         assert 2 == status
+
+
+class TestTimes:
+    @pytest.mark.parametrize("at", ["", " ", "1e20", "inf", "nan", "-1e300"])
+    def test_bad_at(self, at: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """
+        An empty, infinite or out-of-range --at is a usage error, never
+        "now" and never a traceback.
+        """
+        argv = ["verify", "--cert", str(KONVERA_DER)]
+        argv += ["--collateral", str(AUTOMATA_BUNDLE), "--at", at]
+        assert 2 == run([*argv, "--any-enclave", "--allow-outdated"])[0]
+        assert "--at" in capsys.readouterr().err
+
+    def test_expired_collateral_is_shown(self) -> None:
+        """
+        Expired collateral admitted by --allow-outdated says EXPIRED.
+        """
+        status, out = run(
+            [
+                "verify",
+                "--cert",
+                str(KONVERA_DER),
+                "--collateral",
+                str(AUTOMATA_BUNDLE),
+                "--at",
+                "2026-01-01T00:00:00Z",
+                "--mrenclave",
+                KONVERA["mrenclave"],
+                "--allow-outdated",
+            ]
+        )
+        assert 0 == status
+        assert "collateral:    EXPIRED at 2025-09-14T04:36:46Z" in out
