@@ -299,7 +299,9 @@ class TestVerifyServer:
 
 
 class TestTimes:
-    @pytest.mark.parametrize("at", ["", " ", "1e20", "inf", "nan", "99999999999999999"])
+    @pytest.mark.parametrize(
+        "at", ["", " ", "1e20", "inf", "nan", "99999999999999999"]
+    )
     def test_bad_at(self, at: str, capsys: pytest.CaptureFixture[str]) -> None:
         """
         An empty, infinite or out-of-range --at is a usage error, never
