@@ -18,6 +18,8 @@ pyOpenSSL's C{X509} type.  Nothing here knows about HTTP.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import warnings
 import weakref
 from pathlib import Path
@@ -32,8 +34,10 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 from OpenSSL import SSL, crypto
+from twisted.internet.error import ConnectionAborted, ConnectionClosed
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from attestd._evidence import (
@@ -133,14 +137,32 @@ def read_file(path: Path, what: str, limit: int) -> bytes:
     """
     Read a whole file, refusing what cannot be one of ours.
 
+    Only a regular file is read: a FIFO, a device, a socket or a directory
+    is refused before it is opened (and checked again once open, without
+    waiting for a writer), so that start-up never blocks on it.
+
     @param path: The file.
     @param what: What it holds, for messages (C{"certificate"}).
     @param limit: Largest size accepted, in bytes.
     @return: Its bytes.
-    @raise ConfigurationError: If it cannot be read or is too large.
+    @raise ConfigurationError: If it cannot be read, is not a regular
+        file or is too large.
     """
     try:
-        with path.open("rb") as f:
+        _check_regular(path, what, os.stat(path).st_mode)
+        # O_NONBLOCK: should the path become a FIFO after the stat, the
+        # open does not wait for a writer (the fstat below refuses it).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        msg = f"{what} {path}: cannot read: {e.strerror or e}"
+        raise ConfigurationError(msg) from e
+    try:
+        try:
+            _check_regular(path, what, os.fstat(fd).st_mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
         msg = f"{what} {path}: cannot read: {e.strerror or e}"
@@ -149,6 +171,29 @@ def read_file(path: Path, what: str, limit: int) -> bytes:
         msg = f"{what} {path}: larger than {limit} bytes"
         raise ConfigurationError(msg)
     return data
+
+
+#: What a file that is not a regular one is, by C{stat} type test.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _check_regular(path: Path, what: str, mode: int) -> None:
+    """
+    Refuse a file whose mode is not that of a regular file.
+
+    @raise ConfigurationError: If it is not.
+    """
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "special")
+    msg = f"{what} {path}: not a regular file ({kind})"
+    raise ConfigurationError(msg)
 
 
 def parse_private_key(data: bytes) -> PrivateKey:
@@ -360,12 +405,39 @@ def _openssl_reason(error: crypto.Error | SSL.Error) -> str:
     """
     The reasons of an OpenSSL error, as one short phrase.
     """
+    queue = error.args[0] if error.args else []
     reasons = [
         str(item[-1])
-        for item in (error.args[0] if error.args else [])
+        for item in (queue if isinstance(queue, list) else [])
         if isinstance(item, tuple) and item
     ]
     return "; ".join(reasons) or str(error) or "unknown OpenSSL error"
+
+
+def handshake_failure(reason: Failure) -> str:
+    """
+    Why a server-side TLS handshake failed, in a few stable words: the
+    reason OpenSSL gives (C{unsupported protocol} for a TLS 1.0 or 1.1
+    client, C{http request} for plain HTTP, C{wrong version number} or
+    C{packet length too long} for other bytes that are not TLS, C{no
+    shared cipher}, an alert the client sent), or that the client closed
+    the connection first.
+
+    @param reason: What the connection was lost with.
+    @return: The reason.
+    """
+    error = reason.value
+    if isinstance(error, SSL.SysCallError):
+        return f"connection error during the handshake: {error}"
+    if isinstance(error, SSL.Error):
+        return _openssl_reason(error)
+    if isinstance(error, ConnectionAborted):
+        return "connection aborted during the handshake"
+    if isinstance(error, ConnectionClosed):
+        return (
+            "the client closed the connection before the handshake completed"
+        )
+    return str(error) or type(error).__name__
 
 
 def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> Any:

@@ -2,8 +2,10 @@
 The web side of the daemon: the attestation document (with fresh
 quotes for a client's nonce), health checks, the operator's application
 mounted at C{/}, and a L{Site} that logs one access event per request,
-never shows a traceback, sends HSTS on every response and can drain its
-connections when the daemon stops.
+never shows a traceback, sends HSTS on every response, bounds request
+bodies, answers requests its parser refuses with a plain error and
+closes them, logs failed TLS handshakes, and can drain its connections
+when the daemon stops.
 
 Resources read the server identity through callables on every request:
 the identity the request's own connection presents when that is known,
@@ -17,20 +19,28 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import sys
 import time
 from collections.abc import Callable
+from io import BytesIO
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IReactorTime,
+)
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, pages, server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, Resource
 from twisted.web.wsgi import WSGIResource
+from zope.interface import implementer
 
 from attestd._fresh import parse_nonce
-from attestd._tls import ServerIdentity
+from attestd._tls import ServerIdentity, handshake_failure
 from attestd.errors import (
     ConfigurationError,
     FreshnessUnavailableError,
@@ -49,6 +59,29 @@ ACCESS_LOG_FORMAT = (
     '{client} "{method} {path}" {status} {bytes} {duration:.3f}s '
     '"{user_agent}"'
 )
+
+#: Format of the event for a request refused before it reached a resource
+#: (namespace C{attestd.web}).
+REFUSED_FORMAT = (
+    'Refused a request from {client} ("{method} {path}") with {status}: '
+    "{reason}"
+)
+
+#: Format of the event for a failed TLS handshake (namespace
+#: C{attestd.tls}).
+HANDSHAKE_FAILED_FORMAT = "TLS handshake with {client} failed: {reason}"
+
+#: Default largest request body, in bytes (C{--max-body-size}).
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+
+#: The body of every error attestd writes itself, by status.
+_ERROR_PHRASES = {
+    http.BAD_REQUEST: b"Bad Request",
+    http.REQUEST_ENTITY_TOO_LARGE: b"Content Too Large",
+    http.REQUEST_URI_TOO_LONG: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    http.INTERNAL_SERVER_ERROR: b"Internal Server Error",
+}
 
 IdentitySource = Callable[[], ServerIdentity]
 
@@ -485,13 +518,18 @@ def app_resource(spec: str) -> IResource:
     return obj
 
 
-def wsgi_resource(spec: str, reactor: Any) -> IResource:
+def wsgi_resource(
+    spec: str, reactor: Any, *, simulated: bool = False
+) -> IResource:
     """
     A resource running the WSGI application named by C{--wsgi
-    module:attribute} on the reactor's thread pool.
+    module:attribute} on the reactor's thread pool (see L{WSGIFailures}
+    for its failures).
 
     @param spec: C{module:attribute}.
     @param reactor: The reactor whose thread pool runs the application.
+    @param simulated: Whether the evidence served is simulated (log
+        events say so).
     @return: The resource.
     @raise ConfigurationError: If it cannot be imported or is not
         callable.
@@ -500,20 +538,260 @@ def wsgi_resource(spec: str, reactor: Any) -> IResource:
     if not callable(app):
         msg = f"{spec} is {type(app).__name__}, not a WSGI application"
         raise ConfigurationError(msg)
-    return WSGIResource(reactor, reactor.getThreadPool(), app)
+    return WSGIResource(
+        reactor,
+        reactor.getThreadPool(),
+        WSGIFailures(app, reactor, simulated=simulated),
+    )
+
+
+class WSGIFailures:
+    """
+    A WSGI application wrapped so that its failures are answered and
+    logged as an C{--app} resource's are: an exception raised before any
+    body byte was handed to the server becomes a plain 500 and one
+    C{attestd.web} failure event (Twisted would send an empty 500 and log
+    under its own namespace).  One raised after the body began is left to
+    Twisted, which cuts the connection and logs it as C{WSGI application
+    error} (namespace C{twisted.web.wsgi._WSGIResponse}).
+
+    @ivar app: The application.
+    @ivar _reactor: Where events are logged from (the application runs in
+        a thread).
+    @ivar _log: Emits the failure events.
+    """
+
+    def __init__(
+        self, app: Callable[..., Any], reactor: Any, *, simulated: bool
+    ) -> None:
+        """
+        @param app: The application.
+        @param reactor: The reactor whose thread pool runs it.
+        @param simulated: Whether the evidence served is simulated.
+        """
+        self.app = app
+        self._reactor = reactor
+        self._log = MarkedLogger("attestd.web", simulated=simulated)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Any:
+        """
+        Run the application, in a thread of the pool.
+        """
+        try:
+            result = self.app(environ, start_response)
+        except Exception:  # noqa: BLE001 (any failure is answered 500)
+            return self._failed(environ, start_response)
+        return self._iterate(result, environ, start_response)
+
+    def _iterate(
+        self,
+        result: Any,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+    ) -> Any:
+        """
+        Hand on the application's body, answering a failure before its
+        first byte.
+        """
+        begun = False
+        try:
+            for chunk in result:
+                begun = begun or bool(chunk)
+                yield chunk
+        except Exception:
+            if begun:
+                raise
+            yield from self._failed(environ, start_response)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _failed(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> list[bytes]:
+        """
+        Log the exception being handled and answer a plain 500.
+        """
+        failure = Failure()
+        self._reactor.callFromThread(
+            self._log.failure,
+            "Unhandled error answering {method} {path}",
+            failure=failure,
+            method=environ.get("REQUEST_METHOD", "-"),
+            path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        )
+        body = error_body(http.INTERNAL_SERVER_ERROR)
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+            ],
+            sys.exc_info(),
+        )
+        return [body]
+
+
+def error_body(status: int) -> bytes:
+    """
+    The plain-text body of an error attestd answers itself, such as
+    C{500 Internal Server Error}.
+
+    @param status: The status code.
+    @return: The body, ending with a newline.
+    """
+    phrase = _ERROR_PHRASES.get(status) or http.RESPONSES.get(status, b"")
+    return b"%d %s\n" % (status, phrase)
+
+
+class _CheckedRender:
+    """
+    A resource as L{Request.render} hands it to Twisted: what it renders
+    is checked on the way out.  A body that is not C{bytes} becomes a
+    plain 500 (Twisted's own page would show the request, the resource
+    and the value); the body of an answer to C{HEAD} is dropped here,
+    after its length is set, so that Twisted has none to complain about.
+
+    @ivar resource: The resource rendering.
+    """
+
+    def __init__(self, resource: IResource) -> None:
+        self.resource = resource
+
+    def __repr__(self) -> str:
+        return repr(self.resource)
+
+    def render(self, request: Request) -> bytes | int:
+        """
+        Render the resource and check what it gives.
+        """
+        body = self.resource.render(request)
+        if not isinstance(body, bytes) and body is not server.NOT_DONE_YET:
+            body = request.render_failed(self.resource, body)
+        if not isinstance(body, bytes):
+            return server.NOT_DONE_YET
+        if request.method == b"HEAD" and body:
+            request.setHeader(b"content-length", b"%d" % (len(body),))
+            return b""
+        return body
 
 
 class Request(server.Request):
     """
     A request that always sends HSTS, answers failures with a plain 500
-    and no traceback, and knows when it started.
+    and no traceback, refuses a body larger than its site allows, and
+    knows when it started.
 
     @ivar started: When the request object was made (C{time.monotonic}).
+    @ivar body_bytes: How many body bytes were received.
+    @ivar refused: Whether the request was refused while its body was
+        arriving.
     """
 
     def __init__(self, channel: http.HTTPChannel, *args: Any) -> None:
         super().__init__(channel, *args)
         self.started = time.monotonic()
+        self.body_bytes = 0
+        self.refused = False
+
+    def _max_body_size(self) -> int | None:
+        site = getattr(self.channel, "site", None)
+        return site.max_body_size if isinstance(site, Site) else None
+
+    def gotLength(self, length: int | None) -> None:
+        """
+        Refuse a declared body larger than the site allows before any of
+        it is read; otherwise get ready to receive it.
+
+        @param length: The declared length, or L{None} when chunked.
+        """
+        limit = self._max_body_size()
+        if length is not None and limit is not None and length > limit:
+            # Twisted answers "Expect: 100-continue" after this call; the
+            # client must not be invited to send what is refused.
+            self.requestHeaders.removeHeader(b"expect")
+            self.content = BytesIO()
+            self._refuse_body(limit, length, chunked=False)
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Keep a piece of the body; refuse the request once its body is
+        larger than the site allows (a chunked body declares no length).
+
+        @param data: The piece.
+        """
+        if self.refused:
+            return
+        self.body_bytes += len(data)
+        limit = self._max_body_size()
+        if limit is not None and self.body_bytes > limit:
+            self._refuse_body(limit, self.body_bytes, chunked=True)
+            return
+        super().handleContentChunk(data)
+
+    def _refuse_body(self, limit: int, size: int, *, chunked: bool) -> None:
+        self.refused = True
+        channel = self.channel
+        if isinstance(channel, HTTPChannel):
+            channel.refuse(
+                http.REQUEST_ENTITY_TOO_LARGE,
+                f"request body larger than {limit} bytes",
+                max_body_size=limit,
+                body_bytes=size,
+                chunked=chunked,
+            )
+        else:
+            channel.loseConnection()
+
+    def render(self, resrc: IResource) -> None:
+        """
+        Render C{resrc}, checking what it gives (see L{_CheckedRender}).
+        """
+        super().render(_CheckedRender(resrc))
+
+    def render_failed(self, resource: IResource, body: object) -> bytes | int:
+        """
+        Log a resource that rendered something other than C{bytes}, and
+        answer a plain 500 (or cut the connection if the response has
+        begun).
+
+        @param resource: The resource.
+        @param body: What it rendered (logged by type only).
+        @return: The body to send, or C{NOT_DONE_YET} once cut.
+        """
+        self._error_log().error(
+            "Resource {resource_class} rendered {returned_type}, not "
+            "bytes, for {method} {path}: answered 500",
+            resource_class=_qualified_name(type(resource)),
+            returned_type=type(body).__name__,
+            method=_text_of(self.method),
+            path=_text_of(self.path),
+        )
+        if self.startedWriting:
+            transport: Any = self.channel.transport
+            transport.abortConnection()
+            return server.NOT_DONE_YET
+        return self._plain_error(http.INTERNAL_SERVER_ERROR)
+
+    def _plain_error(self, status: int) -> bytes:
+        body = error_body(status)
+        self.setResponseCode(status)
+        self.responseHeaders.setRawHeaders(
+            b"content-type", [b"text/plain; charset=utf-8"]
+        )
+        self.setHeader(b"content-length", b"%d" % (len(body),))
+        return body
+
+    def _error_log(self) -> MarkedLogger:
+        site = getattr(self, "site", None)
+        if site is None:
+            site = getattr(self.channel, "site", None)
+        return site.error_log if isinstance(site, Site) else _error_log
 
     def write(self, data: bytes) -> None:
         """
@@ -529,25 +807,21 @@ class Request(server.Request):
         has already begun, cut the connection instead, so the client does
         not take a partial response for a whole one.
         """
-        site = getattr(self, "site", None)
-        log = site.error_log if isinstance(site, Site) else _error_log
-        _log_failure(log, self, reason)
+        _log_failure(self._error_log(), self, reason)
         if self.startedWriting:
             transport: Any = self.channel.transport
             transport.abortConnection()
             return reason
-        body = b"500 Internal Server Error\n"
-        self.setResponseCode(http.INTERNAL_SERVER_ERROR)
-        self.responseHeaders.setRawHeaders(
-            b"content-type", [b"text/plain; charset=utf-8"]
-        )
-        self.setHeader(b"content-length", b"%d" % (len(body),))
-        self.write(body)
+        self.write(self._plain_error(http.INTERNAL_SERVER_ERROR))
         self.finish()
         return reason
 
 
 _error_log = MarkedLogger("attestd.web")
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _log_failure(
@@ -567,26 +841,160 @@ def _text_of(value: bytes | None) -> str:
     return value.decode("utf-8", "backslashreplace")
 
 
+@implementer(IHandshakeListener)
 class HTTPChannel(http.HTTPChannel):
     """
-    An HTTP/1.1 channel that its L{Site} can drain: once draining, it
-    finishes the request in progress, then closes; an idle channel
-    closes at once.
+    An HTTP/1.1 channel that its L{Site} can drain (once draining, it
+    finishes the request in progress, then closes; an idle channel closes
+    at once), that reports a TLS handshake that fails, and that answers a
+    request it refuses before any resource sees it (a body too large, a
+    header line too long, a malformed request) with a plain error, then
+    closes.
+
+    A refused connection sends TLS's close_notify at once and is cut
+    after L{linger} seconds if the client has not closed it by then;
+    what the client sends meanwhile is dropped.
 
     @ivar site: The site that made this channel.
+    @ivar linger: Seconds a refused connection is left for the client to
+        read the answer.
     @ivar _draining: Whether L{drain} was called.
+    @ivar _refused: Whether L{refuse} was called.
+    @ivar _handshake_done: Whether the TLS handshake completed.
+    @ivar _timed_out: Whether the idle timeout closed the connection.
+    @ivar _linger_call: Cuts a refused connection.
     """
 
     site: Site
+    linger = 2.0
     _draining = False
+    _refused = False
+    _handshake_done = False
+    _timed_out = False
+    _linger_call: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.channel_opened(self)
 
+    def handshakeCompleted(self) -> None:
+        """
+        Note that the TLS handshake completed.
+        """
+        self._handshake_done = True
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Forget the connection; report a TLS handshake that never
+        completed (unless the server itself was stopping).
+        """
+        if self._linger_call is not None and self._linger_call.active():
+            self._linger_call.cancel()
+        if not self._handshake_done and not self._draining:
+            self.site.handshake_failed(
+                self,
+                "no TLS handshake before the idle timeout"
+                if self._timed_out
+                else handshake_failure(reason),
+            )
         super().connectionLost(reason)
         self.site.channel_closed(self)
+
+    def timeoutConnection(self) -> None:
+        """
+        Note the idle timeout, then close as Twisted does.
+        """
+        self._timed_out = True
+        super().timeoutConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Parse what the client sends, unless its request was refused.
+        """
+        if self._refused:
+            return
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        """
+        Hand a complete request on, unless it was refused.
+        """
+        if self._refused:
+            return
+        super().allContentReceived()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        Answer a request line or header line longer than C{MAX_LENGTH}
+        with 414 or 431 (Twisted's L{LineReceiver} would close without an
+        answer).
+
+        @param line: What was buffered (dropped).
+        """
+        # A request object exists once its request line has arrived.
+        if self.requests:
+            self.refuse(
+                431, f"header line longer than {self.MAX_LENGTH} bytes"
+            )
+        else:
+            self.refuse(
+                http.REQUEST_URI_TOO_LONG,
+                f"request line longer than {self.MAX_LENGTH} bytes",
+            )
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """
+        Answer a request Twisted's parser refuses, and close.
+
+        Twisted calls this for every malformed request, and when the
+        headers are larger than C{totalHeadersSize} in all or more than
+        C{maxHeaders} in number (431 then; 400 otherwise).  It is a
+        private hook of Twisted's: should it be renamed, Twisted's bare
+        400 comes back and C{TestHeaderLimits} in
+        C{tests/test_daemon_hardening.py} fails.
+        """
+        # Twisted's own counters tell the header limits from the rest.
+        if getattr(self, "_receivedHeaderSize", 0) > self.totalHeadersSize:
+            self.refuse(
+                431,
+                f"request headers larger than {self.totalHeadersSize} "
+                "bytes in all",
+            )
+        elif getattr(self, "_receivedHeaderCount", 0) > self.maxHeaders:
+            self.refuse(431, f"more than {self.maxHeaders} header lines")
+        else:
+            self.refuse(http.BAD_REQUEST, "malformed request")
+
+    def refuse(self, status: int, reason: str, **fields: object) -> None:
+        """
+        Answer C{status} with a plain body, log one event, and close the
+        connection (see the class docstring).
+
+        @param status: The status code.
+        @param reason: Why, for the log event.
+        @param fields: More fields for the log event.
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self.persistent = False
+        body = error_body(status)
+        phrase = body[4:-1]
+        headers = Headers(
+            {
+                b"content-type": [b"text/plain; charset=utf-8"],
+                b"content-length": [b"%d" % (len(body),)],
+                b"connection": [b"close"],
+                b"strict-transport-security": [HSTS],
+            }
+        )
+        self.writeHeaders(b"HTTP/1.1", b"%d" % (status,), phrase, headers)
+        self.write(body)
+        self.site.request_refused(self, status, reason, **fields)
+        self.setTimeout(None)
+        self.loseConnection()
+        # connectionLost cancels this when the client closes first.
+        self._linger_call = self.site.clock.callLater(self.linger, self.abort)
 
     def checkPersistence(self, request: http.Request, version: bytes) -> bool:
         """
@@ -635,16 +1043,29 @@ class HTTPChannel(http.HTTPChannel):
         transport: Any = self.transport
         transport.abortConnection()
 
+    def client(self) -> str:
+        """
+        The client's address, for log events.
+        """
+        transport: Any = self.transport
+        peer = transport.getPeer() if transport is not None else None
+        return str(getattr(peer, "host", peer))
+
 
 class Site(server.Site):
     """
     attestd's site: tracebacks are never shown, every finished request
-    is one access event, and its connections can be drained.
+    is one access event, every refused request and failed TLS handshake
+    one event, request bodies are bounded, and its connections can be
+    drained.
 
-    @ivar clock: The reactor's clock (drain deadline).
+    @ivar clock: The reactor's clock (drain deadline, lingering refused
+        connections).
+    @ivar max_body_size: Largest request body accepted, in bytes.
     @ivar draining: Whether L{drain} was called.
     @ivar access_log: Emits the access events.
-    @ivar error_log: Emits failures and drain events.
+    @ivar error_log: Emits failures, refusals and drain events.
+    @ivar tls_log: Emits the failed TLS handshake events.
     @ivar _channels: The channels open now.
     @ivar _idle: Deferreds waiting for the last channel to close.
     """
@@ -661,17 +1082,24 @@ class Site(server.Site):
         clock: IReactorTime,
         *,
         simulated: bool = False,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         """
         @param resource: The root resource.
         @param clock: The reactor's clock.
         @param simulated: Whether the evidence served is simulated (every
             log event says so).
+        @param max_body_size: Largest request body accepted, in bytes (0
+            refuses every body): a larger one is answered 413 and its
+            connection closed, before it is read when its length is
+            declared.
         """
         super().__init__(resource, requestFactory=Request, reactor=clock)
         self.clock = clock
+        self.max_body_size = max_body_size
         self.access_log = MarkedLogger("attestd.access", simulated=simulated)
         self.error_log = MarkedLogger("attestd.web", simulated=simulated)
+        self.tls_log = MarkedLogger("attestd.tls", simulated=simulated)
         self.draining = False
         self._channels: set[HTTPChannel] = set()
         self._idle: list[Deferred[None]] = []
@@ -696,6 +1124,45 @@ class Site(server.Site):
             bytes=request.sentLength,
             duration=duration,
             user_agent=_text_of(request.getHeader(b"user-agent")),
+        )
+
+    def request_refused(
+        self,
+        channel: HTTPChannel,
+        status: int,
+        reason: str,
+        **fields: object,
+    ) -> None:
+        """
+        Emit the one event of a request refused before it reached a
+        resource: a warning with C{client}, C{method} and C{path} (C{-}
+        when not known yet), C{status} and C{reason}; for a body too
+        large, also C{max_body_size}, C{body_bytes} (the declared length,
+        or what had arrived of a chunked body) and C{chunked}.
+        """
+        # The request line, as Twisted's parser keeps it until the
+        # request is complete.
+        method = getattr(channel, "_command", None)
+        path = getattr(channel, "_path", None)
+        if isinstance(path, bytes):
+            path = path.split(b"?", 1)[0]
+        self.error_log.warn(
+            REFUSED_FORMAT,
+            client=channel.client(),
+            method=_text_of(method if isinstance(method, bytes) else None),
+            path=_text_of(path if isinstance(path, bytes) else None),
+            status=status,
+            reason=reason,
+            **fields,
+        )
+
+    def handshake_failed(self, channel: HTTPChannel, reason: str) -> None:
+        """
+        Emit the one event of a connection whose TLS handshake did not
+        complete: at info level, with C{client} and C{reason}.
+        """
+        self.tls_log.info(
+            HANDSHAKE_FAILED_FORMAT, client=channel.client(), reason=reason
         )
 
     def channel_opened(self, channel: HTTPChannel) -> None:

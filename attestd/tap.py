@@ -9,14 +9,16 @@ attestation source (files that C{gramine-ratls} wrote, a certificate
 minted through Gramine's C{/dev/attestation}, or a simulated one), reads
 its own RA-TLS evidence and checks the key binding, binds its ports and
 logs one event saying which enclave is serving where.  Anything that
-stops the start is reported in one line on standard error, with exit
-status 1.  With C{--rotate} it replaces its certificate on a schedule.
+stops the start, a bad option included, is reported in one line on
+standard error, with exit status 1.  With C{--rotate} it replaces its certificate on a schedule.
 On SIGTERM it stops accepting connections, lets requests in progress
 finish (for at most C{--drain-timeout} seconds), then exits.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 import shlex
 import socket
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from attrs import frozen
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList
@@ -66,6 +69,20 @@ SYSTEMD_DOMAINS = {"INET": socket.AF_INET, "INET6": socket.AF_INET6}
 
 DEFAULT_LISTEN = "tcp:8080:interface=0.0.0.0"
 
+#: The forms C{--listen} accepts, for messages.
+LISTEN_FORMS = (
+    "tcp:PORT[:interface=ADDR][:backlog=N], "
+    "tcp6:PORT[:interface=ADDR][:backlog=N] or "
+    "systemd:domain=INET|INET6:index=N (or :name=NAME)"
+)
+
+#: The parameters each listener type takes by name.
+_LISTENER_PARAMETERS = {
+    "tcp": ("port", "interface", "backlog"),
+    "tcp6": ("port", "interface", "backlog"),
+    "systemd": ("domain", "index", "name"),
+}
+
 #: Where gramine-ratls writes inside the enclave: Gramine's tmpfs /tmp is
 #: enclave memory, so the key never reaches the host.
 DEFAULT_CERT = "/tmp/ra-tls.crt.pem"  # noqa: S108
@@ -73,9 +90,29 @@ DEFAULT_CERT = "/tmp/ra-tls.crt.pem"  # noqa: S108
 #: The values of C{--attestation}.
 ATTESTATION_KINDS = ("auto", "files", "gramine", "simulated")
 
+#: Default of C{--drain-timeout}, in seconds.
+DEFAULT_DRAIN_TIMEOUT = 10.0
+
+#: Largest C{--drain-timeout}: one day.
+MAX_DRAIN_TIMEOUT = 86400.0
+
+#: Largest C{--rotate} interval: 365 days.
+MAX_ROTATE = 365 * 86400.0
+
+#: Default of C{--max-body-size}: 1 MiB.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+
+#: Largest C{--max-body-size}: 1 TiB.
+MAX_MAX_BODY_SIZE = 1024**4
+
 #: Seconds in each unit of a C{--rotate} duration.
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+#: Bytes in each unit of a C{--max-body-size} (powers of 1024).
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SIZE = re.compile(r"([0-9]+)(?:([kmg])(?:ib)?|b)?", re.IGNORECASE)
 
 #: The simulated enclave's flags without DEBUG: INIT and MODE64BIT.
 _SIMULATED_FLAGS = SimulatedEnclave().flags
@@ -91,22 +128,13 @@ def json_log_observer() -> FileLogObserver:
     return jsonFileLogObserver(sys.stdout, recordSeparator="")
 
 
-def _listener_type(description: str) -> tuple[str, dict[str, str]]:
-    """
-    The type and the C{key=value} arguments of an endpoint description.
-    """
-    kind, _, rest = description.partition(":")
-    arguments = {}
-    for part in rest.split(":"):
-        key, sep, value = part.partition("=")
-        if sep:
-            arguments[key.strip()] = value
-    return kind.strip().lower(), arguments
-
-
 class Options(usage.Options):
     """
     Options of the C{attestd} twistd plugin.
+
+    Parsing only collects the values: L{check_options} checks them (so
+    that a bad value is reported by L{makeService} in one line, not after
+    twistd's whole usage text).
     """
 
     synopsis = "[options]"
@@ -139,7 +167,8 @@ class Options(usage.Options):
             None,
             None,
             "Mint a new key and certificate every DURATION (30s, 10m, "
-            "1h); with --attestation files, read the files again.",
+            "1h; at most 365 days); with --attestation files, read the "
+            "files again.",
         ],
         [
             "simulated-state",
@@ -165,16 +194,14 @@ class Options(usage.Options):
         [
             "simulated-isv-prod-id",
             None,
-            0,
+            "0",
             "ISV_PROD_ID of the simulated enclave.",
-            int,
         ],
         [
             "simulated-isv-svn",
             None,
-            0,
+            "0",
             "ISV_SVN of the simulated enclave.",
-            int,
         ],
         [
             "simulated-tcb-status",
@@ -212,10 +239,18 @@ class Options(usage.Options):
         [
             "drain-timeout",
             None,
-            10.0,
-            "Seconds to let requests in progress finish after SIGTERM "
-            "before their connections are cut.",
-            float,
+            "10",
+            "Seconds (0 to 86400) to let requests in progress finish "
+            "after SIGTERM before their connections are cut.",
+        ],
+        [
+            "max-body-size",
+            None,
+            "1MiB",
+            "Largest request body accepted, in bytes or with K, M or G "
+            "(KiB, MiB, GiB); a larger one is answered 413 and its "
+            "connection closed, before any of it is read when its length "
+            "is declared.  0 refuses every body.",
         ],
     ]
     optFlags = [
@@ -262,8 +297,9 @@ class Options(usage.Options):
     def opt_listen(self, description: str) -> None:
         """
         Listen on this endpoint, with TLS (repeatable; default
-        tcp:8080:interface=0.0.0.0).  Accepted: tcp:PORT[:interface=ADDR],
-        tcp6:PORT[:interface=ADDR] and systemd:domain=INET|INET6:index=N.
+        tcp:8080:interface=0.0.0.0).  Accepted:
+        tcp:PORT[:interface=ADDR][:backlog=N], the same with tcp6:, and
+        systemd:domain=INET|INET6:index=N (or :name=NAME).
         """
         self["listen"].append(description)
 
@@ -272,112 +308,506 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """
-        Check the options against each other.
-
-        @raise usage.UsageError: If they do not make sense.
+        Listen on L{DEFAULT_LISTEN} when no C{--listen} is given.  The
+        values are checked by L{check_options}.
         """
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
-        for description in self["listen"]:
-            kind, arguments = _listener_type(description)
-            if kind not in LISTENER_TYPES:
-                msg = (
-                    f"--listen {description}: every listener is TLS here, "
-                    "configured by attestd; use tcp:, tcp6: or systemd:"
-                )
-                raise usage.UsageError(msg)
-            if kind == "systemd" and (
-                arguments.get("domain") not in SYSTEMD_DOMAINS
-            ):
-                msg = (
-                    f"--listen {description}: systemd listeners need "
-                    "domain=INET or domain=INET6"
-                )
-                raise usage.UsageError(msg)
-        if self["app"] and self["wsgi"]:
-            msg = "--app and --wsgi cannot be used together"
-            raise usage.UsageError(msg)
-        if self["drain-timeout"] < 0:
-            msg = "--drain-timeout cannot be negative"
-            raise usage.UsageError(msg)
-        self._check_attestation()
 
-    def _check_attestation(self) -> None:
-        """
-        Check the attestation options against each other.
 
-        @raise usage.UsageError: If they do not make sense.
+@frozen
+class Listener:
+    """
+    One checked C{--listen} endpoint.
+
+    @ivar description: The description as given.
+    @ivar kind: C{tcp}, C{tcp6} or C{systemd}.
+    @ivar port: The TCP port (C{tcp}, C{tcp6}).
+    @ivar interface: The address to bind (C{tcp}, C{tcp6}); L{None} for
+        the type's default (every IPv4, or every IPv6, address).
+    @ivar backlog: The listen queue length (C{tcp}, C{tcp6}).
+    @ivar domain: C{INET} or C{INET6} (C{systemd}).
+    @ivar index: The index of the socket systemd passed (C{systemd}).
+    @ivar name: The name of the socket systemd passed (C{systemd}).
+    """
+
+    description: str
+    kind: str
+    port: int = 0
+    interface: str | None = None
+    backlog: int = 50
+    domain: str | None = None
+    index: int | None = None
+    name: str | None = None
+
+    def endpoint(self, reactor: Any) -> IStreamServerEndpoint:
         """
-        kind = self["attestation"]
-        if kind not in ATTESTATION_KINDS:
-            msg = (
-                f"--attestation {kind}: use one of "
-                f"{', '.join(ATTESTATION_KINDS)}"
+        The endpoint to listen on.
+
+        @param reactor: The reactor to listen with.
+        @return: A TCP endpoint, or the socket systemd passed.
+        @raise ConfigurationError: If systemd passed no such socket.
+        """
+        if self.kind == "tcp":
+            return endpoints.TCP4ServerEndpoint(
+                reactor, self.port, self.backlog, self.interface or ""
             )
-            raise usage.UsageError(msg)
-        if self["rotate"] is not None:
-            self["rotate"] = parse_duration(self["rotate"])
-        if kind in ("gramine", "simulated"):
-            if self.cert_given:
-                msg = (
-                    f"--cert is for --attestation files; --attestation "
-                    f"{kind} mints its own certificate"
-                )
-                raise usage.UsageError(msg)
-            if self["insecure-unattested"]:
-                msg = (
-                    f"--insecure-unattested is for --attestation files; "
-                    f"--attestation {kind} always has evidence"
-                )
-                raise usage.UsageError(msg)
-        given = [
-            name
-            for name, default in _SIMULATED_DEFAULTS.items()
-            if self[name] != default
-        ]
-        if given and kind != "simulated":
-            msg = f"--{given[0]} is for --attestation simulated only"
-            raise usage.UsageError(msg)
-        if kind == "simulated":
-            if self["simulated-tcb-status"] not in TCB_STATUSES:
-                msg = (
-                    f"--simulated-tcb-status "
-                    f"{self['simulated-tcb-status']}: use one of "
-                    f"{', '.join(TCB_STATUSES)}"
-                )
-                raise usage.UsageError(msg)
-            self["simulated-enclave"] = self._simulated_enclave()
+        if self.kind == "tcp6":
+            return endpoints.TCP6ServerEndpoint(
+                reactor, self.port, self.backlog, self.interface or "::"
+            )
+        if self.name is not None:
+            chosen = f"name={_escape_endpoint(self.name)}"
+        else:
+            chosen = f"index={self.index}"
+        try:
+            endpoint: IStreamServerEndpoint = endpoints.serverFromString(
+                reactor, f"systemd:domain={self.domain}:{chosen}"
+            )
+        except (IndexError, KeyError) as e:
+            msg = (
+                f"--listen {self.description}: systemd passed no such "
+                "socket (LISTEN_FDS and LISTEN_PID name none for this "
+                "process)"
+            )
+            raise ConfigurationError(msg) from e
+        return endpoint
 
-    def _simulated_enclave(self) -> SimulatedEnclave:
-        """
-        The simulated enclave the options describe.
 
-        @raise usage.UsageError: If a measurement or number is malformed.
-        """
-        values = {}
-        for name in ("mrenclave", "mrsigner"):
-            try:
-                value = bytes.fromhex(self[f"simulated-{name}"])
-            except ValueError:
-                value = b""
-            if len(value) != 32:
-                msg = f"--simulated-{name} must be 64 hex digits"
-                raise usage.UsageError(msg)
-            values[name] = value
-        for name in ("isv-prod-id", "isv-svn"):
-            if not 0 <= self[f"simulated-{name}"] <= 0xFFFF:
-                msg = f"--simulated-{name} must be from 0 to 65535"
-                raise usage.UsageError(msg)
-        flags = _SIMULATED_FLAGS
-        if self["simulated-debug"]:
-            flags |= FLAG_DEBUG
-        return SimulatedEnclave(
-            mrenclave=values["mrenclave"],
-            mrsigner=values["mrsigner"],
-            isv_prod_id=self["simulated-isv-prod-id"],
-            isv_svn=self["simulated-isv-svn"],
-            flags=flags,
+def _escape_endpoint(text: str) -> str:
+    """
+    C{text} escaped for an endpoint description.
+    """
+    return re.sub(r"([\\:=])", r"\\\1", text)
+
+
+def _split_endpoint(description: str) -> list[tuple[str | None, str]]:
+    """
+    Split an endpoint description as Twisted reads one: parts separated
+    by C{:}, each C{key=value} or a bare value; a backslash makes the
+    next character literal.
+
+    @return: The parts, as C{(key, value)} with C{key} L{None} for a bare
+        value.
+    @raise ValueError: If the description ends with a lone backslash.
+    """
+    parts: list[tuple[str | None, str]] = []
+    key: str | None = None
+    text = ""
+    characters = iter(description)
+    for character in characters:
+        if character == "\\":
+            escaped = next(characters, None)
+            if escaped is None:
+                msg = "it ends with a lone backslash"
+                raise ValueError(msg)
+            text += escaped
+        elif character == ":":
+            parts.append((key, text))
+            key, text = None, ""
+        elif character == "=" and key is None:
+            key, text = text, ""
+        else:
+            text += character
+    parts.append((key, text))
+    return parts
+
+
+def _listen_error(description: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"--listen {shlex.quote(description)}: {problem}"
+    )
+
+
+def parse_listener(description: str) -> Listener:
+    """
+    Check one C{--listen} description.
+
+    Accepted: C{tcp:PORT[:interface=ADDR][:backlog=N]} (C{port=PORT} may
+    name the port), the same with C{tcp6}, and
+    C{systemd:domain=INET|INET6:index=N} or C{...:name=NAME}.  The type
+    is read case-insensitively; a parameter given twice, a parameter the
+    type does not take, an interface that is not an IP address and a
+    port out of range are refused.  There is no other type: attestd
+    wraps every listener in TLS itself.
+
+    @param description: What C{--listen} gave.
+    @return: The listener.
+    @raise ConfigurationError: If it is not acceptable.
+    """
+    if not description.strip():
+        raise _listen_error(
+            description, f"the endpoint is empty; use {LISTEN_FORMS}"
         )
+    try:
+        parts = _split_endpoint(description)
+    except ValueError as e:
+        raise _listen_error(description, str(e)) from e
+    first_key, first = parts[0]
+    if first_key is not None:
+        raise _listen_error(
+            description,
+            f"no listener type; every listener is TLS, configured by "
+            f"attestd; use {LISTEN_FORMS}",
+        )
+    kind = first.lower()
+    if kind not in LISTENER_TYPES:
+        raise _listen_error(
+            description,
+            f"{first!r} is not a listener type here: every listener is "
+            f"TLS, configured by attestd; use {LISTEN_FORMS}",
+        )
+    allowed = _LISTENER_PARAMETERS[kind]
+    given: dict[str, str] = {}
+    for key, value in parts[1:]:
+        name = key
+        if key is None:
+            if kind == "systemd" or "port" in given:
+                raise _listen_error(
+                    description, _unexpected(value, kind, given)
+                )
+            name = "port"
+        if name not in allowed:
+            raise _listen_error(
+                description,
+                f"unknown parameter {name}= ({kind} listeners take "
+                f"{', '.join(p + '=' for p in allowed)})",
+            )
+        if name in given:
+            raise _listen_error(description, f"{name} given twice")
+        given[name] = value
+    if kind == "systemd":
+        return _systemd_listener(description, given)
+    return _tcp_listener(description, kind, given)
+
+
+def _unexpected(value: str, kind: str, given: dict[str, str]) -> str:
+    """
+    What to say of a bare value where a C{key=value} is expected.
+    """
+    named = ", ".join(f"{p}=" for p in _LISTENER_PARAMETERS[kind])
+    problem = f"unexpected {value!r}; give {named} by name"
+    if "interface" in given:
+        problem += " (write the colons of an IPv6 interface as \\:)"
+    return problem
+
+
+def _tcp_listener(
+    description: str, kind: str, given: dict[str, str]
+) -> Listener:
+    """
+    The C{tcp} or C{tcp6} listener of checked parameters.
+    """
+    if "port" not in given:
+        raise _listen_error(description, f"no port; use {LISTEN_FORMS}")
+    port = _small_number(given["port"], 0, 65535)
+    if port is None:
+        raise _listen_error(
+            description,
+            f"port {given['port']!r} is not a number from 0 to 65535",
+        )
+    backlog = _small_number(given.get("backlog", "50"), 1, 65535)
+    if backlog is None:
+        raise _listen_error(
+            description,
+            f"backlog {given['backlog']!r} is not a number from 1 to 65535",
+        )
+    interface = given.get("interface")
+    if interface is not None:
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError as e:
+            raise _listen_error(
+                description,
+                f"interface {interface!r} is not an IP address",
+            ) from e
+    return Listener(
+        description=description,
+        kind=kind,
+        port=port,
+        interface=interface,
+        backlog=backlog,
+    )
+
+
+def _systemd_listener(description: str, given: dict[str, str]) -> Listener:
+    """
+    The C{systemd} listener of checked parameters.
+    """
+    domain = given.get("domain", "").upper()
+    if domain not in SYSTEMD_DOMAINS:
+        raise _listen_error(
+            description,
+            "systemd listeners need domain=INET or domain=INET6",
+        )
+    if ("index" in given) == ("name" in given):
+        raise _listen_error(
+            description,
+            "systemd listeners need one of index=N and name=NAME",
+        )
+    index = None
+    if "index" in given:
+        index = _small_number(given["index"], 0, 65535)
+        if index is None:
+            raise _listen_error(
+                description, f"index {given['index']!r} is not a number"
+            )
+    name = given.get("name")
+    if name == "":
+        raise _listen_error(description, "name= is empty")
+    return Listener(
+        description=description,
+        kind="systemd",
+        domain=domain,
+        index=index,
+        name=name,
+    )
+
+
+def _small_number(text: str, low: int, high: int) -> int | None:
+    """
+    The decimal number C{text} when it is from C{low} to C{high}.
+    """
+    if re.fullmatch(r"[0-9]{1,6}", text) is None:
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
+
+
+def parse_duration(text: str) -> float:
+    """
+    Seconds in a C{--rotate} duration such as C{30s}, C{10m}, C{1h},
+    C{500ms} or C{90} (seconds).
+
+    @param text: The duration.
+    @return: Seconds, more than zero and at most L{MAX_ROTATE}.
+    @raise ConfigurationError: If it is malformed or out of range.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        msg = f"--rotate {text}: a duration is a number and ms, s, m or h"
+        raise ConfigurationError(msg)
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        msg = f"--rotate {text}: the duration must be more than zero"
+        raise ConfigurationError(msg)
+    if not seconds <= MAX_ROTATE:
+        msg = f"--rotate {text}: the duration must be at most 365 days"
+        raise ConfigurationError(msg)
+    return seconds
+
+
+def parse_seconds(text: str) -> float:
+    """
+    The C{--drain-timeout}: a decimal number of seconds from 0 to
+    L{MAX_DRAIN_TIMEOUT}.
+
+    @param text: The value given.
+    @return: Seconds.
+    @raise ConfigurationError: If it is malformed or out of range.
+    """
+    if _SECONDS.fullmatch(text.strip()) is None:
+        msg = (
+            f"--drain-timeout {text}: give a number of seconds from 0 to 86400"
+        )
+        raise ConfigurationError(msg)
+    seconds = float(text)
+    if not (math.isfinite(seconds) and seconds <= MAX_DRAIN_TIMEOUT):
+        msg = f"--drain-timeout {text}: at most 86400 seconds (one day)"
+        raise ConfigurationError(msg)
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """
+    The C{--max-body-size}: bytes, or a number with C{K}, C{M} or C{G}
+    (C{KiB}, C{MiB} and C{GiB} are the same: powers of 1024).
+
+    @param text: The value given.
+    @return: Bytes, from 0 to L{MAX_MAX_BODY_SIZE}.
+    @raise ConfigurationError: If it is malformed or out of range.
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        msg = (
+            f"--max-body-size {text}: give a number of bytes, or one "
+            "with K, M or G (1048576, 512K, 1M)"
+        )
+        raise ConfigurationError(msg)
+    unit = (match.group(2) or "").lower()
+    size = int(match.group(1)) * _SIZE_UNITS[unit]
+    if size > MAX_MAX_BODY_SIZE:
+        msg = f"--max-body-size {text}: at most 1 TiB"
+        raise ConfigurationError(msg)
+    return size
+
+
+@frozen
+class Settings:
+    """
+    The checked options.
+
+    @ivar attestation: C{auto}, C{files}, C{gramine} or C{simulated}.
+    @ivar cert: The certificate file (C{files}).
+    @ivar cert_given: Whether C{--cert} was given.
+    @ivar key: The key file (C{files}).
+    @ivar insecure_unattested: Whether a certificate without valid
+        evidence is served anyway (C{files}).
+    @ivar attestation_dir: Gramine's attestation directory.
+    @ivar listeners: Where to listen.
+    @ivar rotate: Seconds between rotations, or L{None}.
+    @ivar drain_timeout: Seconds requests in progress get at stop.
+    @ivar max_body_size: Largest request body accepted, in bytes.
+    @ivar app: C{module:attribute} of an C{IResource}, or L{None}.
+    @ivar wsgi: C{module:attribute} of a WSGI application, or L{None}.
+    @ivar simulated_state: The simulated state directory, or L{None} for
+        the default.
+    @ivar simulated_enclave: The simulated enclave (C{simulated}).
+    @ivar simulated_tcb_status: The simulated platform's TCB status.
+    @ivar simulated_advisory_ids: The simulated TCB level's advisories.
+    """
+
+    attestation: str
+    cert: Path
+    cert_given: bool
+    key: Path
+    insecure_unattested: bool
+    attestation_dir: Path
+    listeners: tuple[Listener, ...]
+    rotate: float | None
+    drain_timeout: float
+    max_body_size: int
+    app: str | None
+    wsgi: str | None
+    simulated_state: Path | None
+    simulated_enclave: SimulatedEnclave | None
+    simulated_tcb_status: str
+    simulated_advisory_ids: tuple[str, ...]
+
+
+def check_options(options: Options) -> Settings:
+    """
+    Check the parsed options against each other.
+
+    @param options: Parsed options.
+    @return: What they ask for.
+    @raise ConfigurationError: If they do not make sense; the message
+        names the option.
+    """
+    kind = options["attestation"]
+    if kind not in ATTESTATION_KINDS:
+        msg = (
+            f"--attestation {kind}: use one of {', '.join(ATTESTATION_KINDS)}"
+        )
+        raise ConfigurationError(msg)
+    listeners = tuple(parse_listener(d) for d in options["listen"])
+    if options["app"] and options["wsgi"]:
+        msg = "--app and --wsgi cannot be used together"
+        raise ConfigurationError(msg)
+    drain_timeout = parse_seconds(str(options["drain-timeout"]))
+    max_body_size = parse_size(str(options["max-body-size"]))
+    rotate = None
+    if options["rotate"] is not None:
+        rotate = parse_duration(options["rotate"])
+    _check_attestation(options, kind)
+    enclave = None
+    if kind == "simulated":
+        enclave = _simulated_enclave(options)
+    state = options["simulated-state"]
+    return Settings(
+        attestation=kind,
+        cert=Path(options["cert"]),
+        cert_given=options.cert_given,
+        key=Path(options["key"]),
+        insecure_unattested=bool(options["insecure-unattested"]),
+        attestation_dir=Path(options["attestation-dir"]),
+        listeners=listeners,
+        rotate=rotate,
+        drain_timeout=drain_timeout,
+        max_body_size=max_body_size,
+        app=options["app"],
+        wsgi=options["wsgi"],
+        simulated_state=None if state is None else Path(state),
+        simulated_enclave=enclave,
+        simulated_tcb_status=options["simulated-tcb-status"],
+        simulated_advisory_ids=tuple(
+            a.strip()
+            for a in options["simulated-advisory-ids"].split(",")
+            if a.strip()
+        ),
+    )
+
+
+def _check_attestation(options: Options, kind: str) -> None:
+    """
+    Check the attestation options against each other.
+
+    @raise ConfigurationError: If they do not make sense.
+    """
+    if kind in ("gramine", "simulated"):
+        if options.cert_given:
+            msg = (
+                f"--cert is for --attestation files; --attestation "
+                f"{kind} mints its own certificate"
+            )
+            raise ConfigurationError(msg)
+        if options["insecure-unattested"]:
+            msg = (
+                f"--insecure-unattested is for --attestation files; "
+                f"--attestation {kind} always has evidence"
+            )
+            raise ConfigurationError(msg)
+    given = [
+        name
+        for name, default in _SIMULATED_DEFAULTS.items()
+        if options[name] != default
+    ]
+    if given and kind != "simulated":
+        msg = f"--{given[0]} is for --attestation simulated only"
+        raise ConfigurationError(msg)
+    if kind == "simulated" and (
+        options["simulated-tcb-status"] not in TCB_STATUSES
+    ):
+        msg = (
+            f"--simulated-tcb-status {options['simulated-tcb-status']}: "
+            f"use one of {', '.join(TCB_STATUSES)}"
+        )
+        raise ConfigurationError(msg)
+
+
+def _simulated_enclave(options: Options) -> SimulatedEnclave:
+    """
+    The simulated enclave the options describe.
+
+    @raise ConfigurationError: If a measurement or number is malformed.
+    """
+    values = {}
+    for name in ("mrenclave", "mrsigner"):
+        try:
+            value = bytes.fromhex(options[f"simulated-{name}"])
+        except ValueError:
+            value = b""
+        if len(value) != 32:
+            msg = f"--simulated-{name} must be 64 hex digits"
+            raise ConfigurationError(msg)
+        values[name] = value
+    numbers = {}
+    for name in ("isv-prod-id", "isv-svn"):
+        number = _small_number(str(options[f"simulated-{name}"]), 0, 0xFFFF)
+        if number is None:
+            msg = f"--simulated-{name} must be a number from 0 to 65535"
+            raise ConfigurationError(msg)
+        numbers[name] = number
+    flags = _SIMULATED_FLAGS
+    if options["simulated-debug"]:
+        flags |= FLAG_DEBUG
+    return SimulatedEnclave(
+        mrenclave=values["mrenclave"],
+        mrsigner=values["mrsigner"],
+        isv_prod_id=numbers["isv-prod-id"],
+        isv_svn=numbers["isv-svn"],
+        flags=flags,
+    )
 
 
 #: The simulated options and their defaults (given only with
@@ -386,32 +816,12 @@ _SIMULATED_DEFAULTS: dict[str, object] = {
     "simulated-state": None,
     "simulated-mrenclave": DEFAULT_MRENCLAVE.hex(),
     "simulated-mrsigner": DEFAULT_MRSIGNER.hex(),
-    "simulated-isv-prod-id": 0,
-    "simulated-isv-svn": 0,
+    "simulated-isv-prod-id": "0",
+    "simulated-isv-svn": "0",
     "simulated-tcb-status": "UpToDate",
     "simulated-advisory-ids": "",
     "simulated-debug": 0,
 }
-
-
-def parse_duration(text: str) -> float:
-    """
-    Seconds in a duration such as C{30s}, C{10m}, C{1h}, C{500ms} or
-    C{90} (seconds).
-
-    @param text: The duration.
-    @return: Seconds, more than zero.
-    @raise usage.UsageError: If it is malformed or not positive.
-    """
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        msg = f"--rotate {text}: a duration is a number and ms, s, m or h"
-        raise usage.UsageError(msg)
-    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-    if seconds <= 0:
-        msg = f"--rotate {text}: the duration must be more than zero"
-        raise usage.UsageError(msg)
-    return seconds
 
 
 class _TLSFactory(TLSMemoryBIOFactory):
@@ -494,7 +904,7 @@ class AttestdService(Service):
         reactor: Any,
         site: Site,
         creator: ServerContextFactory,
-        descriptions: Sequence[str],
+        listeners: Sequence[Listener],
         *,
         drain_timeout: float,
         threadpool: Any = None,
@@ -505,7 +915,7 @@ class AttestdService(Service):
         @param reactor: The reactor to listen with.
         @param site: The site to serve.
         @param creator: Makes the TLS connections.
-        @param descriptions: C{--listen} endpoint descriptions.
+        @param listeners: Where to listen (see L{parse_listener}).
         @param drain_timeout: Seconds in-flight requests get at stop.
         @param threadpool: The thread pool running a WSGI application, if
             any: stopping waits until its calls have returned.
@@ -519,7 +929,7 @@ class AttestdService(Service):
         self.context_factory = creator
         self.keeper = keeper
         self.rotate = rotate
-        self._descriptions = list(descriptions)
+        self._listeners = list(listeners)
         self._drain_timeout = drain_timeout
         insecure = creator.identity.evidence is None
         self.simulated = creator.identity.simulated
@@ -536,35 +946,6 @@ class AttestdService(Service):
         """
         return [_format_address(port.getHost()) for port in self.ports]
 
-    def _endpoint(self, description: str) -> IStreamServerEndpoint:
-        """
-        The endpoint of a C{--listen} description, checked to be TCP.
-
-        @raise ConfigurationError: If it cannot be made or is not TCP.
-        """
-        try:
-            endpoint = endpoints.serverFromString(self._reactor, description)
-        except (IndexError, KeyError) as e:
-            # Only the systemd parser looks sockets up by index or name.
-            msg = (
-                f"--listen {description}: systemd passed no such socket "
-                "(LISTEN_FDS and LISTEN_PID name none for this process)"
-            )
-            raise ConfigurationError(msg) from e
-        except Exception as e:
-            msg = f"--listen {description}: {type(e).__name__}: {e}"
-            raise ConfigurationError(msg) from e
-        if isinstance(
-            endpoint,
-            (endpoints.TCP4ServerEndpoint, endpoints.TCP6ServerEndpoint),
-        ) or (
-            isinstance(endpoint, endpoints.AdoptedStreamServerEndpoint)
-            and endpoint.addressFamily in SYSTEMD_DOMAINS.values()
-        ):
-            return endpoint
-        msg = f"--listen {description}: not a TCP listener"
-        raise ConfigurationError(msg)
-
     def listen(self) -> None:
         """
         Bind every listener now.
@@ -576,8 +957,9 @@ class AttestdService(Service):
             return
         ports: list[IListeningPort] = []
         try:
-            for description in self._descriptions:
-                endpoint = self._endpoint(description)
+            for listener in self._listeners:
+                description = listener.description
+                endpoint = listener.endpoint(self._reactor)
                 results: list[Any] = []
                 endpoint.listen(self._factory).addBoth(results.append)
                 if not results:
@@ -804,7 +1186,7 @@ NO_ATTESTATION = (
 )
 
 
-def choose_source(options: Options) -> AttestationSource:
+def choose_source(settings: Settings) -> AttestationSource:
     """
     The attestation source the options ask for.
 
@@ -812,16 +1194,16 @@ def choose_source(options: Options) -> AttestationSource:
     file exists, else C{gramine} when the attestation directory exists;
     otherwise the start stops with L{NO_ATTESTATION}.
 
-    @param options: Parsed options.
+    @param settings: Checked options (see L{check_options}).
     @return: The source (for C{gramine} and C{simulated}, ready to
         quote).
     @raise AttestdError: If it cannot be used.
     """
-    kind = options["attestation"]
-    cert = Path(options["cert"])
-    attestation_dir = Path(options["attestation-dir"])
+    kind = settings.attestation
+    cert = settings.cert
+    attestation_dir = settings.attestation_dir
     if kind == "auto":
-        if options.cert_given or cert.exists():
+        if settings.cert_given or cert.exists():
             kind = "files"
         elif attestation_dir.exists():
             kind = "gramine"
@@ -833,48 +1215,48 @@ def choose_source(options: Options) -> AttestationSource:
     if kind == "files":
         return FilesSource(
             cert,
-            Path(options["key"]),
-            insecure_unattested=bool(options["insecure-unattested"]),
+            settings.key,
+            insecure_unattested=settings.insecure_unattested,
         )
     if kind == "gramine":
         return GramineSource(attestation_dir)
-    state = options["simulated-state"]
-    advisories = [
-        a.strip()
-        for a in options["simulated-advisory-ids"].split(",")
-        if a.strip()
-    ]
+    state = settings.simulated_state
+    enclave = settings.simulated_enclave
     return SimulatedSource(
-        default_state_dir() if state is None else Path(state),
-        enclave=options["simulated-enclave"],
-        tcb_status=options["simulated-tcb-status"],
-        advisory_ids=advisories,
+        default_state_dir() if state is None else state,
+        enclave=SimulatedEnclave() if enclave is None else enclave,
+        tcb_status=settings.simulated_tcb_status,
+        advisory_ids=list(settings.simulated_advisory_ids),
     )
 
 
 def build_service(options: Options, reactor: Any) -> AttestdService:
     """
-    Load the identity and the application, and make the service (its
-    ports are not bound yet).
+    Check the options, load the identity and the application, and make
+    the service (its ports are not bound yet).
 
     @param options: Parsed options.
     @param reactor: The reactor to serve with.
     @return: The service.
-    @raise AttestdError: If something configured cannot be used.
+    @raise AttestdError: If an option is wrong or something configured
+        cannot be used.
     """
-    source = choose_source(options)
+    settings = check_options(options)
+    source = choose_source(settings)
     identity = source.load()
     creator = ServerContextFactory(identity)
     keeper = IdentityKeeper(reactor, source, creator)
     app: IResource | None = None
     try:
-        if options["app"]:
-            app = app_resource(options["app"])
-        elif options["wsgi"]:
-            app = wsgi_resource(options["wsgi"], reactor)
+        if settings.app:
+            app = app_resource(settings.app)
+        elif settings.wsgi:
+            app = wsgi_resource(
+                settings.wsgi, reactor, simulated=source.simulated
+            )
     except ConfigurationError as e:
-        which = "--app" if options["app"] else "--wsgi"
-        msg = f"{which} {options['app'] or options['wsgi']}: {e}"
+        which = "--app" if settings.app else "--wsgi"
+        msg = f"{which} {settings.app or settings.wsgi}: {e}"
         raise ConfigurationError(msg) from e
     site_holder: list[Site] = []
 
@@ -891,17 +1273,22 @@ def build_service(options: Options, reactor: Any) -> AttestdService:
         fresh=keeper.fresh_quote if source.in_process else None,
         simulated=source.simulated,
     )
-    site = Site(root, reactor, simulated=source.simulated)
+    site = Site(
+        root,
+        reactor,
+        simulated=source.simulated,
+        max_body_size=settings.max_body_size,
+    )
     site_holder.append(site)
     return AttestdService(
         reactor,
         site,
         creator,
-        options["listen"],
-        drain_timeout=options["drain-timeout"],
-        threadpool=reactor.getThreadPool() if options["wsgi"] else None,
+        settings.listeners,
+        drain_timeout=settings.drain_timeout,
+        threadpool=reactor.getThreadPool() if settings.wsgi else None,
         keeper=keeper,
-        rotate=options["rotate"],
+        rotate=settings.rotate,
     )
 
 
@@ -909,9 +1296,10 @@ def makeService(options: Options) -> MultiService:
     """
     Make the daemon's service, with its ports already bound.
 
-    Whatever stops the start (a file that cannot be read or parsed, a key
-    that does not match, missing evidence, a port in use) ends the
-    process with status 1 and one line on standard error.
+    Whatever stops the start (an option that makes no sense, a file that
+    cannot be read or parsed, a key that does not match, missing
+    evidence, a port in use) ends the process with status 1 and one line
+    on standard error, without twistd's usage text.
 
     @param options: Parsed options.
     @return: A L{MultiService} holding the L{AttestdService}.

@@ -531,15 +531,103 @@ class TestSIGTERM:
         assert "Drain timeout: cutting 1 connections" in daemon.output()
 
 
+#: Bad starts: arguments (a certificate and a key file made by
+#: L{bad_starts}, "" for the real ones, then more options), what the one
+#: line must name, and the cause it must give.
+BAD_STARTS: dict[str, tuple[list[str], str, str]] = {
+    "missing": (
+        ["missing.pem", ""],
+        "missing.pem",
+        "cannot read: No such file or directory",
+    ),
+    "directory": (
+        ["", "a-directory"],
+        "a-directory",
+        "not a regular file (a directory)",
+    ),
+    "fifo": (["fifo.pem", ""], "fifo.pem", "not a regular file (a FIFO)"),
+    "fifo key": (["", "fifo.pem"], "fifo.pem", "not a regular file (a FIFO)"),
+    "truncated": (
+        ["truncated.der", ""],
+        "truncated.der",
+        "certificate is truncated",
+    ),
+    "truncated key": (
+        ["", "truncated-key.pem"],
+        "truncated-key.pem",
+        "not a readable private key",
+    ),
+    "garbage": (
+        ["garbage.pem", ""],
+        "garbage.pem",
+        "no DER certificate and no PEM certificate block",
+    ),
+    "garbage key": (
+        ["", "garbage.pem"],
+        "garbage.pem",
+        "not a readable private key",
+    ),
+    "mismatch": (
+        ["", "other-key.pem"],
+        "other-key.pem",
+        "does not match certificate",
+    ),
+    "no evidence": (
+        ["plain.der", "plain-key.der"],
+        "plain.der",
+        "carries no RA-TLS evidence",
+    ),
+    "bad binding": (
+        ["swapped.der", ""],
+        "swapped.der",
+        "does not match the certificate's public key",
+    ),
+    "port in use": ([], "cannot listen on tcp:", "Address already in use"),
+    "empty listen": (["--listen", ""], "--listen ''", "the endpoint is empty"),
+    "ssl listen": (
+        ["--listen", "ssl:8443"],
+        "--listen ssl:8443",
+        "every listener is TLS",
+    ),
+    "bad tcp parameter": (
+        ["--listen", "tcp:8443:foo=1"],
+        "--listen tcp:8443:foo=1",
+        "unknown parameter foo=",
+    ),
+    "app and wsgi": (
+        ["--app", "a:b", "--wsgi", "c:d"],
+        "--app and --wsgi",
+        "cannot be used together",
+    ),
+    "drain nan": (["--drain-timeout", "nan"], "--drain-timeout nan", "give"),
+    "negative drain": (
+        ["--drain-timeout", "-5"],
+        "--drain-timeout -5",
+        "give a number of seconds from 0 to 86400",
+    ),
+    "rotate zero": (["--rotate", "0"], "--rotate 0", "more than zero"),
+    "body size": (
+        ["--max-body-size", "-1"],
+        "--max-body-size -1",
+        "give a number of bytes",
+    ),
+    "simulated number": (
+        ["--simulated-isv-svn", "x"],
+        "--simulated-isv-svn",
+        "is for --attestation simulated only",
+    ),
+}
+
+
 @pytest.fixture(scope="module")
 def bad_starts(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, tuple[int, str, str]]]:
+) -> Iterator[dict[str, tuple[int, str]]]:
     """
     Start the daemon once for each bad configuration, all at once.
 
-    @return: For each case, its exit status, its whole output and what
-        the one line must name.
+    @return: For each case (see L{BAD_STARTS}), its exit status and its
+        whole output.
     """
     tmp = tmp_path_factory.mktemp("bad")
     der = KONVERA_DER.read_bytes()
@@ -568,39 +656,26 @@ def bad_starts(
     for name, data in files.items():
         (tmp / name).write_bytes(data)
     (tmp / "a-directory").mkdir()
-    cert, key = str(KONVERA_TRUSTED_PEM), str(KONVERA_KEY_PEM)
+    os.mkfifo(tmp / "fifo.pem")
     taken = socket.create_server(("127.0.0.1", 0))
     busy = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
-    cases = {
-        "missing": ([str(tmp / "missing.pem"), key], str(tmp / "missing.pem")),
-        "unreadable": ([cert, str(tmp / "a-directory")], "a-directory"),
-        "truncated": ([str(tmp / "truncated.der"), key], "truncated.der"),
-        "truncated key": (
-            [cert, str(tmp / "truncated-key.pem")],
-            "truncated-key.pem",
-        ),
-        "garbage": ([str(tmp / "garbage.pem"), key], "garbage.pem"),
-        "garbage key": ([cert, str(tmp / "garbage.pem")], "garbage.pem"),
-        "mismatch": ([cert, str(tmp / "other-key.pem")], "other-key.pem"),
-        "no evidence": (
-            [str(tmp / "plain.der"), str(tmp / "plain-key.der")],
-            "plain.der",
-        ),
-        "bad binding": ([str(tmp / "swapped.der"), key], "swapped.der"),
-        "port in use": ([cert, key], busy),
-    }
     daemons = {}
-    for name, ((cert_arg, key_arg), _) in cases.items():
+    for name, (args, _, _) in BAD_STARTS.items():
         listen = busy if name == "port in use" else "tcp:0:interface=127.0.0.1"
+        named, extra = ["", ""], args
+        if args and not args[0].startswith("--"):
+            named, extra = args[:2], args[2:]
+        cert = str(tmp / named[0]) if named[0] else str(KONVERA_TRUSTED_PEM)
+        key = str(tmp / named[1]) if named[1] else str(KONVERA_KEY_PEM)
         daemons[name] = Daemon(
             tmp / name.replace(" ", "-"),
-            ["--cert", cert_arg, "--key", key_arg, "--listen", listen],
+            ["--cert", cert, "--key", key, "--listen", listen, *extra],
         )
     results = {}
     try:
         for name, process in daemons.items():
             status = process.finish()
-            results[name] = (status, process.output(), cases[name][1])
+            results[name] = (status, process.output())
     finally:
         for process in daemons.values():
             if process.process.poll() is None:
@@ -611,32 +686,18 @@ def bad_starts(
 
 
 class TestBadStart:
-    @pytest.mark.parametrize(
-        ("case", "cause"),
-        [
-            ("missing", "cannot read: No such file or directory"),
-            ("unreadable", "cannot read: Is a directory"),
-            ("truncated", "certificate is truncated"),
-            ("truncated key", "not a readable private key"),
-            ("garbage", "no DER certificate and no PEM certificate block"),
-            ("garbage key", "not a readable private key"),
-            ("mismatch", "does not match certificate"),
-            ("no evidence", "carries no RA-TLS evidence"),
-            ("bad binding", "does not match the certificate's public key"),
-            ("port in use", "Address already in use"),
-        ],
-    )
+    @pytest.mark.parametrize("case", list(BAD_STARTS))
     def test_one_line(
-        self,
-        bad_starts: dict[str, tuple[int, str, str]],
-        case: str,
-        cause: str,
+        self, bad_starts: dict[str, tuple[int, str]], case: str
     ) -> None:
         """
-        A start that cannot work exits with status 1 and one line naming
-        the file or address and the cause, without a traceback.
+        A start that cannot work, whether an option makes no sense or a
+        file or address cannot be used, exits with status 1 and one line
+        naming the option, file or address and the cause, without
+        twistd's usage text or a traceback.
         """
-        status, output, names = bad_starts[case]
+        _, names, cause = BAD_STARTS[case]
+        status, output = bad_starts[case]
         assert 1 == status, output
         lines = output.strip().splitlines()
         assert 1 == len(lines), output

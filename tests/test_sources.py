@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
 )
-from twisted.python import usage
 
 from attestd._collateral import Collateral
 from attestd._dcap import TrustRoot, verify_quote
@@ -54,6 +53,7 @@ from attestd.sources import (
 from attestd.tap import (
     NO_ATTESTATION,
     Options,
+    check_options,
     choose_source,
     parse_duration,
 )
@@ -471,7 +471,7 @@ class TestChooseSource:
         start then names the missing file).
         """
         chosen = choose_source(
-            options("--cert", str(tmp_path / "x"), "--key", "y")
+            check_options(options("--cert", str(tmp_path / "x"), "--key", "y"))
         )
         assert isinstance(chosen, FilesSource)
 
@@ -484,10 +484,10 @@ class TestChooseSource:
         """
         parsed = options("--attestation-dir", str(device.root))
         parsed["cert"] = str(tmp_path / "absent.pem")
-        assert isinstance(choose_source(parsed), GramineSource)
+        assert isinstance(choose_source(check_options(parsed)), GramineSource)
         parsed["attestation-dir"] = str(tmp_path / "absent")
         with pytest.raises(ConfigurationError) as e:
-            choose_source(parsed)
+            choose_source(check_options(parsed))
         assert NO_ATTESTATION.format(
             cert=tmp_path / "absent.pem",
             attestation_dir=tmp_path / "absent",
@@ -499,20 +499,22 @@ class TestChooseSource:
         The simulated options make the enclave and the status.
         """
         chosen = choose_source(
-            options(
-                "--attestation",
-                "simulated",
-                "--simulated-state",
-                str(tmp_path),
-                "--simulated-mrenclave",
-                "01" * 32,
-                "--simulated-isv-svn",
-                "5",
-                "--simulated-debug",
-                "--simulated-tcb-status",
-                "OutOfDate",
-                "--simulated-advisory-ids",
-                "INTEL-SA-00001, INTEL-SA-00002",
+            check_options(
+                options(
+                    "--attestation",
+                    "simulated",
+                    "--simulated-state",
+                    str(tmp_path),
+                    "--simulated-mrenclave",
+                    "01" * 32,
+                    "--simulated-isv-svn",
+                    "5",
+                    "--simulated-debug",
+                    "--simulated-tcb-status",
+                    "OutOfDate",
+                    "--simulated-advisory-ids",
+                    "INTEL-SA-00001, INTEL-SA-00002",
+                )
             )
         )
         assert isinstance(chosen, SimulatedSource)
@@ -549,16 +551,31 @@ class TestChooseSource:
                 ["--attestation", "simulated", "--simulated-tcb-status", "Ok"],
                 "use one of UpToDate",
             ),
+            (
+                ["--attestation", "simulated", "--simulated-isv-svn", "x"],
+                "a number from 0 to 65535",
+            ),
             (["--rotate", "soon"], "a duration is"),
             (["--rotate", "0s"], "more than zero"),
+            (["--rotate", "0"], "more than zero"),
+            (["--rotate", "-5s"], "a duration is"),
+            (["--rotate", "nan"], "a duration is"),
+            (["--rotate", "inf"], "a duration is"),
+            (["--rotate", "1e3"], "a duration is"),
+            (["--rotate", "366d"], "a duration is"),
+            (["--rotate", "8761h"], "at most 365 days"),
+            (["--rotate", "9" * 400], "at most 365 days"),
         ],
     )
     def test_refused(self, args: list[str], match: str) -> None:
         """
-        Inconsistent or malformed attestation options are usage errors.
+        Inconsistent or malformed attestation options, and a rotation
+        period that is not a positive duration of at most 365 days, are
+        refused with a message naming the option.
         """
-        with pytest.raises(usage.UsageError, match=match):
-            options(*args)
+        with pytest.raises(ConfigurationError, match=match) as e:
+            check_options(options(*args))
+        assert str(e.value).startswith("--")
 
     @pytest.mark.parametrize(
         ("text", "seconds"),

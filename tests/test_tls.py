@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import socket
 import ssl
 import threading
@@ -375,7 +376,12 @@ class TestLoadIdentity:
         ("name", "make", "error", "match"),
         [
             ("missing", None, ConfigurationError, "No such file"),
-            ("directory", "dir", ConfigurationError, "Is a directory"),
+            (
+                "directory",
+                "dir",
+                ConfigurationError,
+                r"not a regular file \(a directory\)",
+            ),
             ("empty", b"", CertificateParseError, "empty"),
             (
                 "truncated-der",
@@ -412,6 +418,57 @@ class TestLoadIdentity:
         with pytest.raises(error, match=match) as e:
             load_identity(path, KONVERA_KEY_PEM)
         assert str(path) in str(e.value)
+
+    @pytest.mark.parametrize("which", ["certificate", "key"])
+    def test_fifo_refused_without_blocking(
+        self, tmp_path: Path, which: str
+    ) -> None:
+        """
+        A FIFO given as the certificate or the key is refused as not a
+        regular file, without waiting for a writer to open it.
+        """
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        cert, key = (
+            (fifo, KONVERA_KEY_PEM)
+            if which == "certificate"
+            else (KONVERA_DER, fifo)
+        )
+        result: list[BaseException | None] = []
+
+        def load() -> None:
+            try:
+                load_identity(cert, key)
+            except BaseException as e:  # noqa: BLE001
+                result.append(e)
+            else:
+                result.append(None)
+
+        # A thread, so that a blocking open fails the test instead of
+        # hanging it (the writer below then releases the thread).
+        thread = threading.Thread(target=load, daemon=True)
+        thread.start()
+        thread.join(10)
+        if thread.is_alive():
+            with fifo.open("wb"):
+                pass
+            thread.join(10)
+            pytest.fail(f"opening the {which} FIFO blocked")
+        (error,) = result
+        assert isinstance(error, ConfigurationError)
+        assert f"{fifo}: not a regular file (a FIFO)" in str(error)
+
+    def test_device_refused(self) -> None:
+        """
+        A character device given as the key is refused as not a regular
+        file.
+        """
+        with pytest.raises(ConfigurationError) as e:
+            load_identity(KONVERA_DER, Path(os.devnull))
+        assert (
+            f"private key {os.devnull}: not a regular file (a character "
+            "device)"
+        ) == str(e.value)
 
     @pytest.mark.parametrize(
         ("name", "make", "match"),

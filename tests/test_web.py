@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,6 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.python import usage
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
@@ -30,7 +30,17 @@ from twisted.web.test.requesthelper import DummyRequest
 from attestd._tls import ServerIdentity, load_certificate, read_evidence
 from attestd._web import HSTS, AttestationResource, attestation_document
 from attestd.errors import ConfigurationError
-from attestd.tap import AttestdService, Options, build_service, log_start
+from attestd.tap import (
+    AttestdService,
+    Listener,
+    Options,
+    build_service,
+    check_options,
+    log_start,
+    parse_listener,
+    parse_seconds,
+    parse_size,
+)
 
 from ._vectors import (
     CCC_DER,
@@ -435,8 +445,8 @@ class TestErrors:
         self, option: tuple[str, str], events: list[dict[str, Any]]
     ) -> None:
         """
-        A failing application yields a 500 without a traceback or the
-        error's text, and the failure is logged.
+        A failing application yields a plain 500 without a traceback or
+        the error's text, and the failure is logged once, by attestd.
         """
         service, port = start(*option)
         try:
@@ -453,8 +463,8 @@ class TestErrors:
             and "secret detail" in str(e["log_failure"].value)
         ]
         assert 1 == len(failures)
-        if option[0] == "--app":
-            assert b"500 Internal Server Error\n" == response["body"]
+        assert "attestd.web" == failures[0]["log_namespace"]
+        assert b"500 Internal Server Error\n" == response["body"]
 
 
 class TestAccessLog:
@@ -542,22 +552,32 @@ class TestOptions:
     def test_defaults(self) -> None:
         """
         The defaults are gramine-ratls's files in /tmp, port 8080 on every
-        interface and a 10 s drain.
+        interface, a 10 s drain and bodies of at most 1 MiB.
         """
         options = Options()
         options.parseOptions([])
+        settings = check_options(options)
         assert (
-            "/tmp/ra-tls.crt.pem",
-            "/tmp/ra-tls.key.pem",
-            ["tcp:8080:interface=0.0.0.0"],
+            Path("/tmp/ra-tls.crt.pem"),
+            Path("/tmp/ra-tls.key.pem"),
+            (
+                Listener(
+                    description="tcp:8080:interface=0.0.0.0",
+                    kind="tcp",
+                    port=8080,
+                    interface="0.0.0.0",
+                ),
+            ),
             10.0,
+            1024 * 1024,
             False,
         ) == (
-            options["cert"],
-            options["key"],
-            options["listen"],
-            options["drain-timeout"],
-            bool(options["insecure-unattested"]),
+            settings.cert,
+            settings.key,
+            settings.listeners,
+            settings.drain_timeout,
+            settings.max_body_size,
+            settings.insecure_unattested,
         )
 
     def test_repeated_listen(self) -> None:
@@ -574,25 +594,152 @@ class TestOptions:
             [a for listen in listeners for a in ("--listen", listen)]
         )
         assert listeners == options["listen"]
+        assert [
+            ("tcp", 8443, "127.0.0.1", None, None),
+            ("tcp6", 8443, "::1", None, None),
+            ("systemd", 0, None, "INET6", 0),
+        ] == [
+            (it.kind, it.port, it.interface, it.domain, it.index)
+            for it in check_options(options).listeners
+        ]
 
     @pytest.mark.parametrize(
-        ("args", "match"),
+        ("description", "listener"),
         [
-            (["--listen", "ssl:8443"], "every listener is TLS"),
-            (["--listen", "unix:/tmp/s"], "every listener is TLS"),
-            (["--listen", "8443"], "every listener is TLS"),
-            (["--listen", "systemd:domain=UNIX:index=0"], "INET"),
-            (["--app", "a:b", "--wsgi", "c:d"], "together"),
-            (["--drain-timeout", "-1"], "negative"),
+            ("TCP:8443", Listener("TCP:8443", "tcp", port=8443)),
+            (
+                "tcp:port=8443:backlog=10",
+                Listener("tcp:port=8443:backlog=10", "tcp", 8443, backlog=10),
+            ),
+            (
+                "Systemd:domain=inet:name=web\\:s",
+                Listener(
+                    "Systemd:domain=inet:name=web\\:s",
+                    "systemd",
+                    domain="INET",
+                    name="web:s",
+                ),
+            ),
         ],
     )
-    def test_refused(self, args: list[str], match: str) -> None:
+    def test_listener_forms(
+        self, description: str, listener: Listener
+    ) -> None:
         """
-        Plain, unix or ssl listeners (whose TLS would not be attestd's),
-        --app with --wsgi, and a negative drain timeout are usage errors.
+        The listener type and the systemd domain are read case-insensitively,
+        the port may be named, and a backslash escapes a colon.
         """
-        with pytest.raises(usage.UsageError, match=match):
-            Options().parseOptions(args)
+        assert listener == parse_listener(description)
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (
+                ["--listen", ""],
+                "--listen '': the endpoint is empty; use tcp:PORT",
+            ),
+            (
+                ["--listen", "ssl:8443"],
+                "--listen ssl:8443: 'ssl' is not a listener type here: "
+                "every listener is TLS, configured by attestd; use tcp:PORT",
+            ),
+            (["--listen", "tls:8443"], "'tls' is not a listener type"),
+            (["--listen", "unix:/tmp/s"], "'unix' is not a listener type"),
+            (["--listen", "stdio:"], "'stdio' is not a listener type"),
+            (["--listen", "8443"], "'8443' is not a listener type"),
+            (["--listen", "port=8443"], "no listener type"),
+            (
+                ["--listen", "tcp:8443:foo=1"],
+                "--listen tcp:8443:foo=1: unknown parameter foo= (tcp "
+                "listeners take port=, interface=, backlog=)",
+            ),
+            (
+                [
+                    "--listen",
+                    "tcp:18444:interface=127.0.0.1:interface=0.0.0.0",
+                ],
+                "interface given twice",
+            ),
+            (["--listen", "tcp:port=1:2"], "unexpected '2'"),
+            (["--listen", "tcp:8443:port=1"], "port given twice"),
+            (["--listen", "tcp:"], "port '' is not a number from 0 to 65535"),
+            (["--listen", "tcp"], "no port"),
+            (["--listen", "tcp:65536"], "not a number from 0 to 65535"),
+            (["--listen", "tcp:-1"], "not a number from 0 to 65535"),
+            (["--listen", "tcp:8443:backlog=0"], "backlog '0'"),
+            (
+                ["--listen", "tcp:8443:interface=localhost"],
+                "interface 'localhost' is not an IP address",
+            ),
+            (["--listen", "tcp:8443\\"], "ends with a lone backslash"),
+            (
+                ["--listen", "tcp:8443:interface=fe80::1"],
+                "write the colons of an IPv6 interface as \\:",
+            ),
+            (["--listen", "systemd:domain=UNIX:index=0"], "INET"),
+            (["--listen", "systemd:domain=INET"], "one of index=N and name"),
+            (
+                ["--listen", "systemd:domain=INET:index=0:name=x"],
+                "one of index=N and name",
+            ),
+            (["--listen", "systemd:0:domain=INET"], "unexpected '0'"),
+            (["--app", "a:b", "--wsgi", "c:d"], "together"),
+            (["--drain-timeout", "-5"], "--drain-timeout -5: give a number"),
+            (["--drain-timeout", "nan"], "--drain-timeout nan: give a"),
+            (["--drain-timeout", "inf"], "--drain-timeout inf: give a"),
+            (["--drain-timeout", "1e3"], "--drain-timeout 1e3: give a"),
+            (["--drain-timeout", "86401"], "at most 86400 seconds"),
+            (["--drain-timeout", "9" * 400], "at most 86400 seconds"),
+            (["--max-body-size", "-1"], "--max-body-size -1: give a number"),
+            (["--max-body-size", "nan"], "--max-body-size nan: give"),
+            (["--max-body-size", "1.5M"], "--max-body-size 1.5M: give"),
+            (["--max-body-size", "1MB"], "--max-body-size 1MB: give"),
+            (["--max-body-size", "1025G"], "at most 1 TiB"),
+            (["--max-body-size", "9" * 400], "at most 1 TiB"),
+        ],
+    )
+    def test_refused(self, args: list[str], message: str) -> None:
+        """
+        Listeners that are not TCP (their TLS would not be attestd's),
+        malformed or ambiguous endpoint descriptions, --app with --wsgi,
+        and a drain timeout or body limit that is not a finite number in
+        range are refused with a message naming the option and the
+        problem.
+        """
+        options = Options()
+        options.parseOptions(args)
+        with pytest.raises(ConfigurationError) as e:
+            check_options(options)
+        assert message in str(e.value)
+        assert str(e.value).startswith("--")
+        assert "\n" not in str(e.value)
+
+    @pytest.mark.parametrize(
+        ("text", "size"),
+        [
+            ("0", 0),
+            ("1048576", 1048576),
+            ("512K", 512 * 1024),
+            ("512kib", 512 * 1024),
+            ("1M", 1024**2),
+            ("1MiB", 1024**2),
+            ("2g", 2 * 1024**3),
+            ("100b", 100),
+        ],
+    )
+    def test_sizes(self, text: str, size: int) -> None:
+        """
+        Body sizes are bytes, or a number with K, M or G (optionally KiB,
+        MiB, GiB), powers of 1024.
+        """
+        assert size == parse_size(text)
+
+    @pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("2.5", 2.5)])
+    def test_drain_timeouts(self, text: str, seconds: float) -> None:
+        """
+        A drain timeout of zero is allowed, and fractions of a second.
+        """
+        assert seconds == parse_seconds(text)
 
     def test_port_in_use(self) -> None:
         """
@@ -724,3 +871,44 @@ class TestDrain:
         assert 0 == service.site.open_channels
         assert [e for e in events if "Drain timeout" in e["log_format"]]
         GATE.pending.clear()
+
+    @pytest_twisted.ensureDeferred
+    async def test_readyz_503_seen_by_request_still_arriving(self) -> None:
+        """
+        Once the stop began, the only /readyz a client can still reach is
+        one whose request was arriving on an open connection: it gets 503
+        and the connection closes (new connections are refused and idle
+        ones closed at once).
+        """
+        service, port = start()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
+        def connect() -> ssl.SSLSocket:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            return context.wrap_socket(raw)
+
+        tls = await deferToThread(connect)
+        try:
+            await deferToThread(
+                tls.sendall, b"GET /readyz HTTP/1.1\r\nHost: a\r\n"
+            )
+            await _wait_for(lambda: service.site.open_channels == 1)
+            stopped = service.stopService()
+            await deferToThread(tls.sendall, b"\r\n")
+
+            def read() -> bytes:
+                received = b""
+                while chunk := tls.recv(4096):
+                    received += chunk
+                return received
+
+            response = await deferToThread(read)
+            await stopped
+        finally:
+            tls.close()
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert b"Connection: close" in head
+        assert b"draining\n" == body
