@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,33 @@ MAX_DOCUMENT_SIZE = 256 * 1024
 #: The attestation document's path.
 ATTESTATION_PATH = "/.well-known/attestation"
 
+#: A nonce in hex: nothing but hex digits (no spaces, no signs).
+_NONCE_HEX = re.compile(r"[0-9a-fA-F]*")
+
+#: Bound on the characters of server-supplied text put into an error.
+MAX_SERVER_TEXT = 200
+
+
+def printable(text: object, limit: int = MAX_SERVER_TEXT) -> str:
+    """
+    Server-supplied text made safe for a terminal: every character that
+    is not printable (control characters, escape sequences, line breaks,
+    bidirectional overrides) is written as a Python escape (C{\\x1b},
+    C{\\n}, C{\\u202e}), backslashes are doubled, and text over
+    C{limit} characters is cut with an ellipsis.
+
+    @param text: The text (anything else is converted with C{str}).
+    @param limit: Most characters kept, before escaping.
+    @return: One printable line.
+    """
+    value = text if isinstance(text, str) else str(text)
+    cut = len(value) > limit
+    value = value[:limit]
+    escaped = "".join(
+        c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in value
+    )
+    return escaped + ("..." if cut else "")
+
 
 def check_nonce(nonce: bytes) -> bytes:
     """
@@ -89,18 +117,22 @@ def parse_nonce(text: str | bytes) -> bytes:
     """
     Read a nonce given in hex (as in C{?nonce=HEX}).
 
-    @param text: 32 to 128 hex digits.
+    Only hex digits are accepted: no spaces (which C{bytes.fromhex}
+    would skip), signs or other characters.
+
+    @param text: 32 to 128 hex digits, an even number.
     @return: The nonce.
     @raise NonceParseError: If it is not hex of 16 to 64 bytes.
     """
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
-    try:
-        nonce = bytes.fromhex(text)
-    except ValueError as e:
-        msg = "the nonce is not hexadecimal"
-        raise NonceParseError(msg) from e
-    return check_nonce(nonce)
+    if _NONCE_HEX.fullmatch(text) is None:
+        msg = "the nonce is not hexadecimal (only 0-9, a-f and A-F)"
+        raise NonceParseError(msg)
+    if len(text) % 2:
+        msg = "the nonce has an odd number of hex digits"
+        raise NonceParseError(msg)
+    return check_nonce(bytes.fromhex(text))
 
 
 def fresh_report_data(spki_der: bytes, nonce: bytes) -> bytes:
@@ -408,11 +440,11 @@ async def request_fresh_quote(
         found = _attestd_error(Failure())
         if found is not None:
             raise found from e
-        msg = f"fresh-quote request to {url} failed: {e}"
+        msg = f"fresh-quote request to {printable(url)} failed: {printable(e)}"
         raise FreshRequestError(msg) from e
     document = _document(body, response.code)
     if response.code != 200:
-        reason = document.get("reason") or document.get("error")
+        reason = printable(document.get("reason") or document.get("error"))
         msg = (
             f"the server gave no fresh quote (HTTP {response.code}): {reason}"
         )
@@ -424,12 +456,12 @@ async def request_fresh_quote(
             Mismatch(
                 "certificate_sha256",
                 want_sha,
-                str(document.get("certificate_sha256")),
+                printable(document.get("certificate_sha256")),
             )
         )
     if document.get("nonce") != nonce.hex():
         mismatches.append(
-            Mismatch("nonce", nonce.hex(), str(document.get("nonce")))
+            Mismatch("nonce", nonce.hex(), printable(document.get("nonce")))
         )
     encoded = document.get("fresh_quote")
     if not isinstance(encoded, str):

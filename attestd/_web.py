@@ -264,7 +264,8 @@ class AttestationResource(Resource):
                 FRESHNESS_UNAVAILABLE,
             )
         # XXX: fresh quotes are not rate-limited: each nonce costs one quote
-        # from the Quoting Enclave, bounded only by the thread pool size.
+        # from the Quoting Enclave, bounded only by the source's limit of
+        # calls in progress (503 beyond it).
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
@@ -874,7 +875,13 @@ class HTTPChannel(http.HTTPChannel):
     _linger_call: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
+        """
+        Register with the site; a simulated site's channel marks its
+        own events (Twisted's "Timing out client") as simulated.
+        """
         super().connectionMade()
+        if self.site.error_log.simulated:
+            self._log = MarkedLogger(self._log.namespace, simulated=True)
         self.site.channel_opened(self)
 
     def handshakeCompleted(self) -> None:

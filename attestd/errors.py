@@ -313,3 +313,18 @@ class InsecurePolicyWarning(UserWarning):
     A verification policy was built that accepts more than it should in
     production, such as any enclave at all.
     """
+
+
+class AttestationTimeoutError(AttestationSourceError):
+    """
+    An operation on the attestation device (Gramine's
+    C{/dev/attestation}) did not finish within the attestation timeout:
+    the device, or the quoting service behind it, is stuck.
+    """
+
+
+class AttestationBusyError(AttestationSourceError):
+    """
+    The attestation device cannot take another operation now: an earlier
+    one is stuck, or as many as allowed are already in progress.
+    """

@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.logger import FileLogObserver, jsonFileLogObserver
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.python import usage
+from twisted.python import log, usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
@@ -59,6 +59,10 @@ from attestd.sources import (
     MarkedLogger,
     SimulatedSource,
     default_state_dir,
+)
+from attestd.sources._device import (
+    DEFAULT_ATTESTATION_TIMEOUT,
+    MAX_ATTESTATION_TIMEOUT,
 )
 
 #: Listener types accepted by C{--listen}; each is wrapped in TLS here.
@@ -161,6 +165,15 @@ class Options(usage.Options):
             None,
             str(DEFAULT_ATTESTATION_DIR),
             "Gramine's attestation directory (--attestation gramine).",
+        ],
+        [
+            "attestation-timeout",
+            None,
+            None,
+            "Seconds each operation on the attestation directory may take "
+            "(more than 0, at most 3600; default "
+            f"{DEFAULT_ATTESTATION_TIMEOUT:g}): a quote not read by then "
+            "stops the start, fails the rotation or is answered 503.",
         ],
         [
             "rotate",
@@ -642,6 +655,40 @@ def parse_size(text: str) -> int:
     return size
 
 
+def parse_attestation_timeout(text: str | None, kind: str) -> float:
+    """
+    The C{--attestation-timeout}: a decimal number of seconds, more than
+    0 and at most L{MAX_ATTESTATION_TIMEOUT}.
+
+    @param text: The value given, or L{None} for the default.
+    @param kind: The C{--attestation} kind; only C{gramine} (and C{auto},
+        which may choose it) has a device to time out.
+    @return: Seconds.
+    @raise ConfigurationError: If it is malformed, out of range or given
+        for another kind.
+    """
+    if text is None:
+        return DEFAULT_ATTESTATION_TIMEOUT
+    if kind not in ("auto", "gramine"):
+        msg = (
+            f"--attestation-timeout is for --attestation gramine; the "
+            f"{kind} source reads no attestation device"
+        )
+        raise ConfigurationError(msg)
+    seconds = None
+    if _SECONDS.fullmatch(text.strip()) is not None:
+        seconds = float(text)
+    if seconds is None or not (
+        math.isfinite(seconds) and 0 < seconds <= MAX_ATTESTATION_TIMEOUT
+    ):
+        msg = (
+            f"--attestation-timeout {text}: give a number of seconds, more "
+            f"than 0 and at most {MAX_ATTESTATION_TIMEOUT:g}"
+        )
+        raise ConfigurationError(msg)
+    return seconds
+
+
 @frozen
 class Settings:
     """
@@ -654,6 +701,7 @@ class Settings:
     @ivar insecure_unattested: Whether a certificate without valid
         evidence is served anyway (C{files}).
     @ivar attestation_dir: Gramine's attestation directory.
+    @ivar attestation_timeout: Seconds each operation on it may take.
     @ivar listeners: Where to listen.
     @ivar rotate: Seconds between rotations, or L{None}.
     @ivar drain_timeout: Seconds requests in progress get at stop.
@@ -673,6 +721,7 @@ class Settings:
     key: Path
     insecure_unattested: bool
     attestation_dir: Path
+    attestation_timeout: float
     listeners: tuple[Listener, ...]
     rotate: float | None
     drain_timeout: float
@@ -710,6 +759,9 @@ def check_options(options: Options) -> Settings:
     if options["rotate"] is not None:
         rotate = parse_duration(options["rotate"])
     _check_attestation(options, kind)
+    attestation_timeout = parse_attestation_timeout(
+        options["attestation-timeout"], kind
+    )
     enclave = None
     if kind == "simulated":
         enclave = _simulated_enclave(options)
@@ -721,6 +773,7 @@ def check_options(options: Options) -> Settings:
         key=Path(options["key"]),
         insecure_unattested=bool(options["insecure-unattested"]),
         attestation_dir=Path(options["attestation-dir"]),
+        attestation_timeout=attestation_timeout,
         listeners=listeners,
         rotate=rotate,
         drain_timeout=drain_timeout,
@@ -846,8 +899,9 @@ class _TLSFactory(TLSMemoryBIOFactory):
         """
         C{attestd (TLS)}, marked when unattested or simulated.
         """
-        # XXX: attestd's events and this prefix say "simulated"; twistd's
-        # own lines (start-up, "(TCP Port N Closed)") cannot be marked.
+        # XXX: attestd's events, this prefix and the port's start line say
+        # "simulated"; twistd's own lines (start-up, "(TCP Port N Closed)")
+        # cannot be marked.
         if self._insecure:
             return "attestd (TLS, INSECURE UNATTESTED)"
         if self._simulated:
@@ -961,7 +1015,12 @@ class AttestdService(Service):
                 description = listener.description
                 endpoint = listener.endpoint(self._reactor)
                 results: list[Any] = []
-                endpoint.listen(self._factory).addBoth(results.append)
+                # Twisted's "... starting on PORT" line is a legacy event:
+                # the log context gives it the simulated field.
+                context = {"simulated": True} if self.simulated else {}
+                log.callWithContext(
+                    context, endpoint.listen, self._factory
+                ).addBoth(results.append)
                 if not results:
                     msg = f"--listen {description}: did not bind at once"
                     raise ConfigurationError(msg)
@@ -1219,7 +1278,9 @@ def choose_source(settings: Settings) -> AttestationSource:
             insecure_unattested=settings.insecure_unattested,
         )
     if kind == "gramine":
-        return GramineSource(attestation_dir)
+        return GramineSource(
+            attestation_dir, timeout=settings.attestation_timeout
+        )
     state = settings.simulated_state
     enclave = settings.simulated_enclave
     return SimulatedSource(

@@ -328,7 +328,10 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("query", "reason"),
         [
-            ("nonce=abc", "not hexadecimal"),
+            ("nonce=abc", "odd number of hex digits"),
+            (f"nonce=%20{'ab' * 16}%20", "not hexadecimal"),
+            (f"nonce={'+'.join(['ab'] * 16)}", "not hexadecimal"),
+            (f"nonce={'ab' * 15}zz", "not hexadecimal"),
             (f"nonce={'00' * 15}", "not 15"),
             (f"nonce={'00' * 65}", "not 65"),
             (f"nonce={'00' * 16}&nonce={'00' * 16}", "give one nonce"),

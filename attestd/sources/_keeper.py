@@ -1,23 +1,36 @@
 """
 The daemon's side of its attestation source: the source's blocking calls
-run in the reactor's thread pool, the certificate is rotated on a
+run in daemon threads of their own, the certificate is rotated on a
 schedule, and fresh quotes are answered, without ever blocking the
 reactor.
+
+The calls do not use the reactor's thread pool: Twisted joins its
+threads when the reactor stops, so one call stuck on the attestation
+device would keep the process from exiting.  A daemon thread left stuck
+does not.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from attestd._tls import ServerContextFactory, ServerIdentity
-from attestd.errors import AttestdError
+from attestd.errors import AttestationBusyError, AttestdError
 from attestd.sources._base import AttestationSource
 from attestd.sources._log import MarkedLogger
+
+#: Most calls to the source in progress at once; beyond, a call fails
+#: at once (a fresh quote is answered 503).
+MAX_SOURCE_CALLS = 10
+
+_T = TypeVar("_T")
 
 
 class IdentityKeeper:
@@ -34,6 +47,7 @@ class IdentityKeeper:
     @ivar creator: The context factory whose identity is kept.
     @ivar rotations: How many rotations replaced the identity.
     @ivar failures: How many rotations failed.
+    @ivar calls: How many calls to the source are in progress.
     """
 
     def __init__(
@@ -41,18 +55,14 @@ class IdentityKeeper:
         reactor: Any,
         source: AttestationSource,
         creator: ServerContextFactory,
-        *,
-        threadpool: Any = None,
     ) -> None:
         """
         @param reactor: The reactor.
         @param source: The attestation source.
         @param creator: The context factory to keep up to date.
-        @param threadpool: Where the source's calls run; the reactor's
-            thread pool by default.
         """
         self._reactor = reactor
-        self._threadpool = threadpool
+        self.calls = 0
         self.source = source
         self.creator = creator
         self.rotations = 0
@@ -63,11 +73,51 @@ class IdentityKeeper:
             "attestd.rotation", simulated=source.simulated
         )
 
-    def _in_thread(self, f: Any, *args: Any) -> Deferred[Any]:
-        pool = self._threadpool
-        if pool is None:
-            pool = self._reactor.getThreadPool()
-        return deferToThreadPool(self._reactor, pool, f, *args)
+    def _in_thread(self, f: Callable[..., _T], *args: object) -> Deferred[_T]:
+        """
+        Call C{f(*args)} in a daemon thread of its own.
+
+        @return: Fires (in the reactor thread) with what it returned, or
+            fails with what it raised; fails at once with
+            L{AttestationBusyError} when L{MAX_SOURCE_CALLS} calls are
+            in progress.
+        """
+        if self.calls >= MAX_SOURCE_CALLS:
+            msg = (
+                f"attestation source busy: {self.calls} calls already in "
+                "progress"
+            )
+            return fail(AttestationBusyError(msg))
+        d: Deferred[_T] = Deferred()
+        reactor = self._reactor
+
+        def deliver(outcome: object) -> None:
+            self.calls -= 1
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)  # type: ignore[arg-type]
+
+        def work() -> None:
+            outcome: object
+            try:
+                outcome = f(*args)
+            except BaseException:  # noqa: BLE001 (handed to the Deferred)
+                outcome = Failure()
+            # A reactor already gone may refuse the call: nobody waits.
+            with contextlib.suppress(Exception):
+                reactor.callFromThread(deliver, outcome)
+
+        self.calls += 1
+        thread = threading.Thread(
+            target=work, name=f"attestd {self.source.kind} source", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:
+            self.calls -= 1
+            return fail()
+        return d
 
     def rotate(self) -> Deferred[bool]:
         """
@@ -149,14 +199,17 @@ class IdentityKeeper:
         self, identity: ServerIdentity, nonce: bytes
     ) -> Deferred[bytes]:
         """
-        A quote binding C{identity}'s key and C{nonce}, made in a thread.
+        A quote binding C{identity}'s key and C{nonce}, made in a daemon
+        thread.
 
         @param identity: The identity the client's connection presents.
         @param nonce: The client's nonce.
         @return: Fires with the quote, or fails with
             L{attestd.errors.FreshnessUnavailableError} (a source that
-            cannot quote), L{attestd.errors.NonceParseError} or the
-            source's error.
+            cannot quote), L{attestd.errors.NonceParseError},
+            L{AttestationBusyError} (too many in progress, or the device
+            stuck) or the source's error (such as
+            L{attestd.errors.AttestationTimeoutError}).
         """
         if not self.source.in_process:
             try:
