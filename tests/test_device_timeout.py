@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,18 +18,22 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThread
 
+from attestd._tls import ServerContextFactory
 from attestd.errors import (
     AttestationBusyError,
     AttestationSourceError,
     AttestationTimeoutError,
     ConfigurationError,
 )
-from attestd.sources import GramineSource
+from attestd.sources import GramineSource, IdentityKeeper, SimulatedSource
 from attestd.sources._device import _state_for
+from attestd.sources._keeper import MAX_SOURCE_CALLS
 from attestd.sources._simulated import SimulatedPKI
-from attestd.tap import Options
+from attestd.tap import Options, check_options
 
 from .fakes.devattestation import FakeAttestationDevice
 from .test_daemon import Daemon, fetch
@@ -334,3 +339,75 @@ class TestDaemon:
         ]
         assert 1 == len(starting), daemon.output()
         assert starting[0]["simulated"] is True
+
+
+class TestOption:
+    @pytest.mark.parametrize(
+        ("args", "match"),
+        [
+            (["--attestation-timeout", "0"], "more than 0"),
+            (["--attestation-timeout", "nan"], "give a number"),
+            (["--attestation-timeout", "3601"], "at most 3600"),
+            (
+                ["--attestation", "simulated", "--attestation-timeout", "5"],
+                "is for --attestation gramine",
+            ),
+        ],
+    )
+    def test_refused(self, args: list[str], match: str) -> None:
+        """
+        A timeout that is not a positive number of seconds up to an hour,
+        or one given for a source without a device, is refused.
+        """
+        options = Options()
+        options.parseOptions(args)
+        with pytest.raises(ConfigurationError, match=match):
+            check_options(options)
+
+    def test_default_and_given(self) -> None:
+        """
+        The timeout is 30 s unless given.
+        """
+        options = Options()
+        options.parseOptions([])
+        assert 30.0 == check_options(options).attestation_timeout
+        options = Options()
+        options.parseOptions(["--attestation-timeout", "2.5"])
+        assert 2.5 == check_options(options).attestation_timeout
+
+
+class TestCallBound:
+    @pytest_twisted.ensureDeferred
+    async def test_calls_in_progress_bounded(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        Beyond MAX_SOURCE_CALLS fresh quotes in progress, the next fails
+        at once as busy; the others complete once the source answers.
+        """
+        source = SimulatedSource(tmp_path / "state")
+        identity = source.load()
+        keeper = IdentityKeeper(
+            reactor, source, ServerContextFactory(identity)
+        )
+        gate = threading.Event()
+        quote = source.quote
+
+        def slow(report_data: bytes) -> bytes:
+            gate.wait(PATIENCE)
+            return quote(report_data)
+
+        monkeypatch.setattr(source, "quote", slow)
+        nonce = bytes(32)
+        running = [
+            keeper.fresh_quote(identity, nonce)
+            for _ in range(MAX_SOURCE_CALLS)
+        ]
+        try:
+            with pytest.raises(AttestationBusyError, match="in progress"):
+                await keeper.fresh_quote(identity, nonce)
+        finally:
+            gate.set()
+        quotes = await DeferredList(running, fireOnOneErrback=True)
+        assert MAX_SOURCE_CALLS == len({q for _, q in quotes})
+        assert 0 == keeper.calls

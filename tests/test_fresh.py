@@ -34,7 +34,11 @@ from attestd._fresh import (
 from attestd._policy import Policy
 from attestd._simulated import SimulatedEnclave
 from attestd._verifier import RATLSVerdict, verify_ratls_certificate
-from attestd.errors import FreshnessError, NonceParseError
+from attestd.errors import (
+    AttestationSourceError,
+    FreshnessError,
+    NonceParseError,
+)
 from attestd.sources import SimulatedSource
 from attestd.tap import AttestdService, Options
 
@@ -350,6 +354,28 @@ class TestErrors:
         document = json.loads(body)
         assert (400, "bad_nonce") == (status, document["error"])
         assert reason in document["reason"]
+
+    @pytest_twisted.ensureDeferred
+    async def test_server_text_escaped(
+        self, server: Server, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        Control characters in the reason a server gives for refusing a
+        fresh quote reach the client's error escaped, on one line.
+        """
+        certificate = await verified(server)
+
+        def refuse(spki_der: bytes, nonce: bytes) -> bytes:
+            msg = "\x1b[31mred\x1b[0m injected\nline"
+            raise AttestationSourceError(msg)
+
+        monkeypatch.setattr(server.source, "fresh_quote", refuse)
+        with pytest.raises(FreshnessError) as raised:
+            await request_quote(server, certificate, os.urandom(32))
+        text = str(raised.value)
+        assert text.isprintable()
+        assert text.endswith("\\x1b[31mred\\x1b[0m injected\\nline")
+        assert "(HTTP 503)" in text
 
     @pytest_twisted.ensureDeferred
     async def test_files_source(self, server: Server, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import json
 import shutil
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -330,3 +331,27 @@ class TestFilesRotation:
             await service.stopService()
         assert minted.certificate_der == der
         assert KONVERA_DER.read_bytes() != der
+
+
+class TestSimulatedMarks:
+    @pytest_twisted.ensureDeferred
+    async def test_idle_timeout_line_marked(
+        self, daemon: AttestdService, events: list[dict[str, Any]]
+    ) -> None:
+        """
+        Twisted's "Timing out client" line of a simulated daemon's idle
+        connection says simulated.
+        """
+        daemon.site.timeOut = 0.05
+        connection = await deferToThread(
+            socket.create_connection, ("127.0.0.1", port_of(daemon)), PATIENCE
+        )
+        try:
+            await wait_until(
+                lambda: any("Timing out" in formatEvent(e) for e in events)
+            )
+        finally:
+            connection.close()
+        (event,) = [e for e in events if "Timing out" in formatEvent(e)]
+        assert event["simulated"] is True
+        assert formatEvent(event).startswith("simulated: Timing out client")
