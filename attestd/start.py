@@ -10,14 +10,20 @@ and an environment variable (the option wins); C{--help} lists them.
 What it does, in order, logging one event for each step (the C{event} field
 of each log record names it; the operator documentation lists them all):
 
-  1. Checks that C{/dev/sgx/enclave} (or the legacy C{/dev/isgx}) and
-     C{/dev/sgx/provision} exist, and names exactly the ones missing.
+  1. Checks the SGX devices: an enclave device (C{/dev/sgx_enclave}, the
+     in-kernel driver's name, or C{/dev/sgx/enclave}, the DCAP driver's name
+     and a udev symlink on many distributions, or the legacy C{/dev/isgx})
+     and a provisioning device (C{/dev/sgx_provision} or
+     C{/dev/sgx/provision}); it names exactly the ones missing.
   2. Writes the quote provider library's configuration
      (C{/etc/sgx_default_qcnl.conf}) from the C{ATTESTD_PCCS_*} settings.
-  3. Uses the host's AESM when its socket is mounted and accepts
-     connections; otherwise starts C{aesm_service --no-daemon} with its
+  3. Finds AESM (C{ATTESTD_AESM}): C{host} uses the socket mounted from the
+     host, waiting (bounded) until it accepts a connection, and never starts
+     an AESM over it; C{local} starts C{aesm_service --no-daemon} with its
      library path, waits (bounded) until its socket accepts connections, and
-     restarts it with exponential backoff whenever it dies.
+     restarts it with exponential backoff whenever it dies; C{auto} (the
+     default) is C{host} when the socket path exists and is a socket, and
+     C{local} when nothing is there.
   4. Runs C{gramine-sgx attestd} in the enclave directory, optionally as an
      unprivileged user (through C{setpriv}), forwards SIGTERM and SIGINT to
      it, and when it exits stops AESM and exits with the child's status
@@ -37,9 +43,11 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
+from urllib.parse import urlsplit
 
 from attrs import define, field, frozen
 from twisted.internet import error as internet_error
@@ -63,8 +71,12 @@ EXIT_START_FAILED = 1
 #: Exit status of a usage error.
 EXIT_USAGE = 2
 
-DEFAULT_ENCLAVE_DEVICE = "/dev/sgx/enclave"
-DEFAULT_PROVISION_DEVICE = "/dev/sgx/provision"
+#: The enclave device's names, tried in order: the in-kernel driver's
+#: (Linux 5.11 and later, the one Gramine opens first), then the DCAP
+#: driver's, which udev also creates as a symlink on many distributions.
+DEFAULT_ENCLAVE_DEVICES = ("/dev/sgx_enclave", "/dev/sgx/enclave")
+#: The provisioning device's names, in the same order.
+DEFAULT_PROVISION_DEVICES = ("/dev/sgx_provision", "/dev/sgx/provision")
 DEFAULT_LEGACY_DEVICE = "/dev/isgx"
 DEFAULT_AESM_DIR = "/opt/intel/sgx-aesm-service/aesm"
 DEFAULT_AESM_BINARY = DEFAULT_AESM_DIR + "/aesm_service"
@@ -72,6 +84,9 @@ DEFAULT_AESM_SOCKET = "/var/run/aesmd/aesm.socket"
 DEFAULT_QCNL_CONFIG = "/etc/sgx_default_qcnl.conf"
 #: Intel's own default: a PCCS on the same host.
 DEFAULT_PCCS_URL = "https://localhost:8081/sgx/certification/v4/"
+
+#: Where AESM comes from: see L{Settings.aesm}.
+AESM_MODES = ("auto", "host", "local")
 
 #: How often the AESM socket is tried while waiting for it, in seconds.
 _POLL_INTERVAL = 0.05
@@ -82,11 +97,16 @@ class Settings:
     """
     Everything the start command can be told.
 
-    @ivar enclave_device: The in-kernel driver's enclave device.
-    @ivar provision_device: The provisioning device (needed by AESM's
-        quoting enclaves for DCAP).
-    @ivar legacy_device: The out-of-tree driver's device, accepted in place
-        of C{enclave_device}.
+    @ivar enclave_devices: The enclave device's names, tried in order.
+    @ivar provision_devices: The provisioning device's names (needed by
+        AESM's quoting enclaves for DCAP), tried in order.
+    @ivar legacy_device: The out-of-tree driver's device, accepted when no
+        name in C{enclave_devices} exists.
+    @ivar aesm: C{"host"}: use the AESM whose socket is mounted at
+        C{aesm_socket}, never start one; C{"local"}: start and supervise
+        C{aesm_service}, which replaces whatever is at C{aesm_socket};
+        C{"auto"}: C{"host"} when C{aesm_socket} exists and is a socket,
+        C{"local"} when nothing is there.
     @ivar aesm_binary: The C{aesm_service} executable.
     @ivar aesm_library_path: C{LD_LIBRARY_PATH} for AESM (its plugins).
     @ivar aesm_socket: The path of AESM's unix socket.
@@ -114,9 +134,10 @@ class Settings:
     @ivar log_format: C{"json"} (one JSON object a line) or C{"text"}.
     """
 
-    enclave_device: str = DEFAULT_ENCLAVE_DEVICE
-    provision_device: str = DEFAULT_PROVISION_DEVICE
+    enclave_devices: tuple[str, ...] = DEFAULT_ENCLAVE_DEVICES
+    provision_devices: tuple[str, ...] = DEFAULT_PROVISION_DEVICES
     legacy_device: str = DEFAULT_LEGACY_DEVICE
+    aesm: str = "auto"
     aesm_binary: str = DEFAULT_AESM_BINARY
     aesm_library_path: str = DEFAULT_AESM_DIR
     aesm_socket: str = DEFAULT_AESM_SOCKET
@@ -136,30 +157,83 @@ class Settings:
     log_format: str = "json"
 
 
+@frozen
+class Devices:
+    """
+    Which SGX device nodes exist.
+
+    @ivar enclave: The enclave device found, or L{None}.
+    @ivar provision: The provisioning device found, or L{None}.
+    @ivar missing: A description of each missing device, naming every path
+        tried; empty when both were found.
+    """
+
+    enclave: str | None
+    provision: str | None
+    missing: list[str]
+
+
+def _first_existing(paths: Sequence[str]) -> str | None:
+    """
+    The first of C{paths} that exists (following symlinks).
+
+    @param paths: Candidate paths.
+    @return: That path, or L{None}.
+    """
+    for path in paths:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _describe_missing(paths: Sequence[str]) -> str:
+    """
+    Name the paths of a missing device, and say which are dangling
+    symlinks.
+
+    @param paths: Every path tried.
+    @return: For example C{"/dev/sgx_provision (nor /dev/sgx/provision)"}.
+    """
+    named = [
+        f"{p} (a dangling symlink)" if os.path.islink(p) else p for p in paths
+    ]
+    if len(named) == 1:
+        return named[0]
+    return f"{named[0]} (nor {', '.join(named[1:])})"
+
+
+def find_devices(settings: Settings) -> Devices:
+    """
+    Find the SGX device nodes.
+
+    DCAP needs an enclave device (C{/dev/sgx_enclave} or
+    C{/dev/sgx/enclave}, or C{/dev/isgx} from the legacy out-of-tree driver)
+    and the provisioning device (C{/dev/sgx_provision} or
+    C{/dev/sgx/provision}).
+
+    @param settings: The names to try.
+    @return: What was found and what is missing.
+    """
+    enclave_paths = [*settings.enclave_devices, settings.legacy_device]
+    enclave = _first_existing(enclave_paths)
+    provision = _first_existing(settings.provision_devices)
+    missing = []
+    if enclave is None:
+        missing.append(_describe_missing(enclave_paths))
+    if provision is None:
+        missing.append(_describe_missing(settings.provision_devices))
+    return Devices(enclave=enclave, provision=provision, missing=missing)
+
+
 def find_missing_devices(settings: Settings) -> list[str]:
     """
     Name the SGX device nodes that are missing.
 
-    DCAP needs an enclave device (C{/dev/sgx/enclave}, or C{/dev/isgx} from
-    the legacy out-of-tree driver) and the provisioning device
-    (C{/dev/sgx/provision}).
-
-    @param settings: Where the devices are.
-    @return: A description of each missing device, empty when all are
-        there.
+    @param settings: The names to try.
+    @return: A description of each missing device (see L{find_devices}),
+        empty when all are there.
     """
-    missing = []
-    if not (
-        os.path.exists(settings.enclave_device)
-        or os.path.exists(settings.legacy_device)
-    ):
-        missing.append(
-            f"{settings.enclave_device} (nor the legacy "
-            f"{settings.legacy_device})"
-        )
-    if not os.path.exists(settings.provision_device):
-        missing.append(settings.provision_device)
-    return missing
+    return find_devices(settings).missing
 
 
 def qcnl_config(settings: Settings) -> dict[str, Any]:
@@ -216,6 +290,23 @@ def socket_accepts(path: str) -> bool:
     return True
 
 
+def socket_path_kind(path: str) -> str:
+    """
+    What is at the AESM socket path, without following a final symlink.
+
+    @param path: The socket's path.
+    @return: C{"missing"}, C{"socket"}, or C{"other"} (anything else,
+        including a symlink).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "other"
+    return "socket" if stat.S_ISSOCK(mode) else "other"
+
+
 def exit_status(wait_status: int | None) -> int:
     """
     Turn a C{wait()} status into the status a shell would report.
@@ -240,9 +331,9 @@ def _device_groups(settings: Settings) -> list[int]:
     """
     groups: list[int] = []
     paths = (
-        settings.enclave_device,
+        *settings.enclave_devices,
         settings.legacy_device,
-        settings.provision_device,
+        *settings.provision_devices,
     )
     for path in paths:
         try:
@@ -349,6 +440,7 @@ class Supervisor:
     stop: Callable[[], None]
     status: int | None = None
     _aesm: Any = None
+    _aesm_pid: int | None = None
     _aesm_attempt: int = 0
     _aesm_ready: bool = False
     _aesm_start_time: float = 0.0
@@ -356,7 +448,10 @@ class Supervisor:
     _aesm_call: DelayedCall | None = None
     _stable_call: DelayedCall | None = None
     _child: Any = None
+    _child_pid: int | None = None
     _child_started: bool = False
+    _host_deadline: float = 0.0
+    _host_waiting: bool = False
     _stopping: bool = False
     _signals: list[int] = field(factory=list)
 
@@ -364,17 +459,78 @@ class Supervisor:
 
     def start(self) -> None:
         """
-        Bring AESM up (or find the host's), then the child.
+        Find AESM (the host's, or start one), then start the child.
         """
-        if socket_accepts(self.settings.aesm_socket):
+        path = self.settings.aesm_socket
+        kind = socket_path_kind(path)
+        mode = self.settings.aesm
+        if kind == "other":
+            log.error(
+                "{socket} exists and is not a socket: neither a host AESM "
+                "nor a place for a local one",
+                event="aesm_socket_not_socket",
+                socket=path,
+            )
+            self._finish(EXIT_START_FAILED)
+            return
+        if mode == "host" or (mode == "auto" and kind == "socket"):
+            self._host_deadline = (
+                self.reactor.seconds() + self.settings.aesm_ready_timeout
+            )
+            self._poll_host()
+            return
+        if kind == "socket" and socket_accepts(path):
+            log.error(
+                "An AESM already accepts connections on {socket}: not "
+                "starting another over it (use ATTESTD_AESM=host)",
+                event="aesm_socket_in_use",
+                socket=path,
+            )
+            self._finish(EXIT_START_FAILED)
+            return
+        self._start_aesm()
+
+    # The host's AESM.
+
+    def _poll_host(self) -> None:
+        """
+        Wait for the host's AESM socket to accept a connection, within
+        C{aesm_ready_timeout}; never start an AESM over it.
+        """
+        self._aesm_call = None
+        path = self.settings.aesm_socket
+        if socket_path_kind(path) == "socket" and socket_accepts(path):
             log.info(
                 "Using the host's AESM at {socket}",
                 event="aesm_host_socket",
-                socket=self.settings.aesm_socket,
+                socket=path,
             )
             self._start_child()
             return
-        self._start_aesm()
+        if not self._host_waiting:
+            self._host_waiting = True
+            log.info(
+                "Waiting for the host's AESM at {socket} to accept a "
+                "connection",
+                event="aesm_host_waiting",
+                socket=path,
+                mode=self.settings.aesm,
+            )
+        if self.reactor.seconds() >= self._host_deadline:
+            log.error(
+                "The host's AESM socket {socket} did not accept a connection "
+                "within {timeout} s: giving up, without starting an AESM "
+                "over it (if it is a stale socket of this container, remove "
+                "it or set ATTESTD_AESM=local)",
+                event="aesm_host_not_ready",
+                socket=path,
+                timeout=self.settings.aesm_ready_timeout,
+            )
+            self._finish(EXIT_START_FAILED)
+            return
+        self._aesm_call = self.reactor.callLater(
+            _POLL_INTERVAL, self._poll_host
+        )
 
     # AESM.
 
@@ -415,6 +571,8 @@ class Supervisor:
             )
             self._schedule_aesm_restart()
             return
+        # Kept: Twisted forgets a process's pid once it has ended.
+        self._aesm_pid = self._aesm.pid
         now = self.reactor.seconds()
         self._aesm_start_time = now
         self._aesm_ready = False
@@ -423,7 +581,7 @@ class Supervisor:
         log.info(
             "Started AESM, pid {pid}, attempt {attempt}",
             event="aesm_started",
-            pid=self._aesm.pid,
+            pid=self._aesm_pid,
             attempt=self._aesm_attempt,
             binary=argv[0],
         )
@@ -443,7 +601,7 @@ class Supervisor:
                 "AESM is ready at {socket}, pid {pid}",
                 event="aesm_ready",
                 socket=self.settings.aesm_socket,
-                pid=self._aesm.pid,
+                pid=self._aesm_pid,
                 attempt=self._aesm_attempt,
             )
             self._stable_call = self.reactor.callLater(
@@ -503,7 +661,7 @@ class Supervisor:
 
         @param wait_status: Its raw wait status.
         """
-        pid = self._aesm.pid if self._aesm is not None else None
+        pid = self._aesm_pid
         self._aesm = None
         self._aesm_ready = False
         for call in (self._aesm_call, self._stable_call):
@@ -589,10 +747,11 @@ class Supervisor:
             self._finish(EXIT_START_FAILED)
             return
         self._child_started = True
+        self._child_pid = self._child.pid
         log.info(
             "Started the enclave, pid {pid}: {argv}",
             event="child_started",
-            pid=self._child.pid,
+            pid=self._child_pid,
             argv=argv,
         )
 
@@ -602,7 +761,7 @@ class Supervisor:
 
         @param wait_status: Its raw wait status.
         """
-        pid = self._child.pid if self._child is not None else None
+        pid = self._child_pid
         self._child = None
         status = exit_status(wait_status)
         log.info(
@@ -627,7 +786,7 @@ class Supervisor:
                 "Forwarding {signal} to the enclave (pid {pid})",
                 event="signal_forwarded",
                 signal=name,
-                pid=self._child.pid,
+                pid=self._child_pid,
             )
             with contextlib.suppress(internet_error.ProcessExitedAlready):
                 self._child.signalProcess(name[3:])
@@ -708,23 +867,99 @@ def _non_negative(value: str) -> float:
     return number
 
 
+def _path_list(value: str) -> tuple[str, ...]:
+    """
+    Read a list of paths tried in order.
+
+    @param value: Paths separated by colons.
+    @return: The paths.
+    @raise argparse.ArgumentTypeError: If there is none, or one is empty.
+    """
+    paths = tuple(value.split(":"))
+    if not all(paths):
+        msg = f"not a colon-separated list of paths: {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return paths
+
+
+def _aesm_mode(value: str) -> str:
+    """
+    Read where AESM comes from.
+
+    @param value: C{auto}, C{host} or C{local}.
+    @return: The mode.
+    @raise argparse.ArgumentTypeError: For anything else.
+    """
+    if value not in AESM_MODES:
+        msg = f"not one of {', '.join(AESM_MODES)}: {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _http_url(value: str) -> str:
+    """
+    Read the PCCS URL.
+
+    @param value: An C{http} or C{https} URL with a host.
+    @return: The URL, unchanged.
+    @raise argparse.ArgumentTypeError: For anything else.
+    """
+    try:
+        parts = urlsplit(value)
+        # .port raises ValueError for a port that is not a number.
+        good = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and (parts.port is None or parts.port > 0)
+        )
+    except ValueError:
+        good = False
+    if not good or any(c.isspace() or ord(c) < 0x20 for c in value):
+        msg = f"not an http(s) URL with a host: {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _show_default(value: object) -> str:
+    """
+    Write a default the way the settings are written.
+
+    @param value: A setting's default.
+    @return: C{true}/C{false} for booleans, paths joined by colons, the
+        value otherwise (C{""} shown as C{''}).
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ":".join(value)
+    if value == "":
+        return "''"
+    return str(value).replace("%", "%%")
+
+
 #: (option, environment variable, Settings attribute, type, help).
 _OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
-    ("--enclave-device", "ATTESTD_SGX_ENCLAVE_DEVICE", "enclave_device", str,
-     "the SGX enclave device"),
+    ("--enclave-device", "ATTESTD_SGX_ENCLAVE_DEVICE", "enclave_devices",
+     _path_list, "the SGX enclave device's names, colon-separated, tried "
+     "in order"),
     ("--provision-device", "ATTESTD_SGX_PROVISION_DEVICE",
-     "provision_device", str, "the SGX provisioning device"),
+     "provision_devices", _path_list, "the SGX provisioning device's "
+     "names, colon-separated, tried in order"),
     ("--legacy-device", "ATTESTD_SGX_LEGACY_DEVICE", "legacy_device", str,
      "the legacy out-of-tree driver's device"),
+    ("--aesm", "ATTESTD_AESM", "aesm", _aesm_mode,
+     "host: use the AESM socket mounted from the host, never start one; "
+     "local: run aesm_service here; auto: host when the socket path is a "
+     "socket, local when nothing is there"),
     ("--aesm-binary", "ATTESTD_AESM_BINARY", "aesm_binary", str,
      "the aesm_service executable"),
     ("--aesm-library-path", "ATTESTD_AESM_LIBRARY_PATH",
      "aesm_library_path", str, "LD_LIBRARY_PATH (and directory) for AESM"),
     ("--aesm-socket", "ATTESTD_AESM_SOCKET", "aesm_socket", str,
-     "AESM's unix socket; a host AESM is used when it accepts connections"),
+     "AESM's unix socket"),
     ("--aesm-ready-timeout", "ATTESTD_AESM_READY_TIMEOUT",
      "aesm_ready_timeout", _non_negative,
-     "seconds to wait for AESM's socket"),
+     "seconds to wait for AESM's socket (the host's or a local one)"),
     ("--aesm-backoff-initial", "ATTESTD_AESM_BACKOFF_INITIAL",
      "aesm_backoff_initial", _non_negative,
      "seconds before the first AESM restart (doubles each time)"),
@@ -744,8 +979,8 @@ _OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
      "run the enclave as this user (empty: do not switch)"),
     ("--qcnl-config", "ATTESTD_QCNL_CONFIG", "qcnl_config", str,
      "where to write the quote provider configuration (empty: leave it)"),
-    ("--pccs-url", "ATTESTD_PCCS_URL", "pccs_url", str,
-     "the PCCS the quote provider library uses"),
+    ("--pccs-url", "ATTESTD_PCCS_URL", "pccs_url", _http_url,
+     "the PCCS the quote provider library uses (an http or https URL)"),
     ("--pccs-use-secure-cert", "ATTESTD_PCCS_USE_SECURE_CERT",
      "pccs_use_secure_cert", _env_bool,
      "check the PCCS's TLS certificate (true/false)"),
@@ -757,6 +992,20 @@ _OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
 )  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser that reports a usage error as one line.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """
+        Write C{attestd.start: MESSAGE} and exit with status 2.
+
+        @param message: What is wrong.
+        """
+        self.exit(EXIT_USAGE, f"attestd.start: {message}\n")
+
+
 def parse_settings(
     argv: Sequence[str], environ: Mapping[str, str]
 ) -> Settings:
@@ -766,9 +1015,10 @@ def parse_settings(
     @param argv: The arguments, without the program name.
     @param environ: The environment.
     @return: The settings.
-    @raise SystemExit: With status 2 on a usage error (from L{argparse}).
+    @raise SystemExit: With status 2 on a usage error, after writing it as
+        one line to standard error.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m attestd.start",
         description=(
             "Check the SGX devices, supervise AESM and run the attestd "
@@ -778,6 +1028,7 @@ def parse_settings(
     defaults = Settings()
     for option, variable, name, kind, text in _OPTIONS:
         default = getattr(defaults, name)
+        shown = _show_default(default)
         if variable in environ:
             try:
                 default = kind(environ[variable])
@@ -788,7 +1039,7 @@ def parse_settings(
             dest=name,
             type=kind,
             default=default,
-            help=f"{text} (env {variable}; default: %(default)s)",
+            help=f"{text} (env {variable}; default: {shown})",
         )
     command = environ.get("ATTESTD_GRAMINE_COMMAND", "gramine-sgx").split()
     parser.add_argument(
@@ -826,6 +1077,17 @@ def _observer(log_format: str, out: IO[str]) -> FileLogObserver:
     return FileLogObserver(out, formatEventAsClassicLogText)
 
 
+def _early_exit(status: int) -> int:
+    """
+    Log the C{exit} event of a start that ends before the supervisor runs.
+
+    @param status: The exit status.
+    @return: C{status}.
+    """
+    log.info("Exiting with status {status}", event="exit", status=status)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Run the start command.
@@ -847,26 +1109,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         [observer],
         redirectStandardIO=False,
     )
-    missing = find_missing_devices(settings)
-    if missing:
+    devices = find_devices(settings)
+    if devices.missing:
         log.error(
             "Missing SGX device(s): {devices}. Pass them to the container "
-            "(docker run --device /dev/sgx/enclave --device "
-            "/dev/sgx/provision).",
+            "(see docs/operations.md: --device HOST:/dev/sgx_enclave "
+            "--device HOST:/dev/sgx_provision, where HOST is the name that "
+            "exists on the host).",
             event="sgx_devices_missing",
-            missing=missing,
-            devices=", ".join(missing),
+            missing=devices.missing,
+            devices="; ".join(devices.missing),
         )
-        return EXIT_START_FAILED
+        return _early_exit(EXIT_START_FAILED)
     log.info(
-        "SGX devices present",
+        "SGX devices present: {enclave_device}, {provision_device}",
         event="sgx_devices_present",
-        enclave_device=(
-            settings.enclave_device
-            if os.path.exists(settings.enclave_device)
-            else settings.legacy_device
-        ),
-        provision_device=settings.provision_device,
+        enclave_device=devices.enclave,
+        provision_device=devices.provision,
     )
     if settings.qcnl_config:
         try:
@@ -878,7 +1137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path=settings.qcnl_config,
                 reason=str(e),
             )
-            return EXIT_START_FAILED
+            return _early_exit(EXIT_START_FAILED)
         log.info(
             "Wrote {path}: PCCS {pccs_url}, secure cert {use_secure_cert}",
             event="qcnl_config_written",

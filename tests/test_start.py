@@ -1,14 +1,17 @@
 """
 Tests for L{attestd.start}, the container's start command, run as a real
 process against the fake C{aesm_service} and C{gramine-sgx} in
-C{tests/fakes}, with real unix sockets and signals.
+C{tests/fakes} (the latter runs the real daemon with the simulated
+attestation source), with real unix sockets and signals.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +28,7 @@ from attestd.start import (
     Settings,
     child_argv,
     exit_status,
+    find_devices,
     find_missing_devices,
     parse_settings,
     qcnl_config,
@@ -32,11 +36,6 @@ from attestd.start import (
 
 ROOT = Path(__file__).parent.parent
 FAKES = Path(__file__).parent / "fakes"
-#: Whether the fake gramine-sgx runs the real daemon (the attestd twistd
-#: plugin) rather than its stand-in.
-DAEMON_IS_ATTESTD = (
-    ROOT / "twisted" / "plugins" / "attestd_plugin.py"
-).exists()
 #: Generous bound on any single wait, so that a broken start cannot hang
 #: the suite; no test relies on how fast anything is.
 PATIENCE = 30.0
@@ -144,9 +143,10 @@ class Rig:
 
     def __init__(self, tmp_path: Path, short: Path) -> None:
         self.tmp = tmp_path
+        # The in-kernel driver's names, without udev's symlinks.
         self.dev = tmp_path / "dev"
         (self.dev / "sgx").mkdir(parents=True)
-        for name in ("sgx/enclave", "sgx/provision"):
+        for name in ("sgx_enclave", "sgx_provision"):
             (self.dev / name).touch()
         self.socket = short / "aesm.socket"
         self.aesm_dir = tmp_path / "aesm"
@@ -156,10 +156,15 @@ class Rig:
         (self.enclave_dir / "attestd.manifest.sgx").touch()
         self.aesm_record = tmp_path / "aesm.jsonl"
         self.gramine_record = tmp_path / "gramine.jsonl"
+        self.state = tmp_path / "simulated-state"
         self.qcnl = tmp_path / "sgx_default_qcnl.conf"
         self.options: dict[str, str] = {
-            "--enclave-device": str(self.dev / "sgx/enclave"),
-            "--provision-device": str(self.dev / "sgx/provision"),
+            "--enclave-device": (
+                f"{self.dev / 'sgx_enclave'}:{self.dev / 'sgx/enclave'}"
+            ),
+            "--provision-device": (
+                f"{self.dev / 'sgx_provision'}:{self.dev / 'sgx/provision'}"
+            ),
             "--legacy-device": str(self.dev / "isgx"),
             "--aesm-binary": str(FAKES / "aesm_service"),
             "--aesm-library-path": str(self.aesm_dir),
@@ -183,6 +188,7 @@ class Rig:
         self.env["FAKE_AESM_SOCKET"] = str(self.socket)
         self.env["FAKE_AESM_RECORD"] = str(self.aesm_record)
         self.env["FAKE_GRAMINE_RECORD"] = str(self.gramine_record)
+        self.env["FAKE_GRAMINE_STATE"] = str(self.state)
         self.env["PYTHONUNBUFFERED"] = "1"
         self.runs: list[Start] = []
 
@@ -229,21 +235,21 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def wait_for_port(port: int) -> None:
+def wait_for_daemon(log: Path) -> int:
     """
-    Wait until something accepts TCP connections on 127.0.0.1:C{port}.
+    Wait until the daemon's log (its standard output) says where it
+    listens, and return the port.
     """
     import time
 
     deadline = time.monotonic() + PATIENCE
+    pattern = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
     while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+        found = pattern.search(log.read_text()) if log.exists() else None
+        if found:
+            return int(found.group(1))
+        assert time.monotonic() < deadline, "the daemon never listened"
+        time.sleep(0.05)
 
 
 def wait_for_record(path: Path) -> dict[str, Any]:
@@ -266,37 +272,121 @@ class TestDevices:
 
     def test_missing_provision_named(self, rig: Rig) -> None:
         """
-        A missing provisioning device stops the start, naming exactly that
-        path, before AESM or the enclave is started.
+        A missing provisioning device stops the start, naming both of its
+        names, before AESM or the enclave is started; the start still logs
+        its exit.
         """
-        (rig.dev / "sgx" / "provision").unlink()
+        (rig.dev / "sgx_provision").unlink()
         run = rig.start()
         assert run.wait() == 1
         [event] = run.named("sgx_devices_missing")
-        assert [str(rig.dev / "sgx" / "provision")] == event["missing"]
+        assert [
+            f"{rig.dev / 'sgx_provision'} (nor {rig.dev / 'sgx/provision'})"
+        ] == event["missing"]
+        assert [1] == [e["status"] for e in run.named("exit")]
         assert rig.aesm_pids() == []
         assert rig.gramine_pids() == []
 
     def test_missing_all_named(self, rig: Rig) -> None:
         """
-        With no device at all, the enclave device (and its legacy
-        alternative) and the provisioning device are all named.
+        With no device at all, every name of the enclave device (and the
+        legacy one) and of the provisioning device is given.
         """
-        (rig.dev / "sgx" / "provision").unlink()
-        (rig.dev / "sgx" / "enclave").unlink()
+        (rig.dev / "sgx_provision").unlink()
+        (rig.dev / "sgx_enclave").unlink()
         run = rig.start()
         assert run.wait() == 1
         [event] = run.named("sgx_devices_missing")
         assert [
-            f"{rig.dev / 'sgx/enclave'} (nor the legacy {rig.dev / 'isgx'})",
-            str(rig.dev / "sgx/provision"),
+            f"{rig.dev / 'sgx_enclave'} (nor {rig.dev / 'sgx/enclave'}, "
+            f"{rig.dev / 'isgx'})",
+            f"{rig.dev / 'sgx_provision'} (nor {rig.dev / 'sgx/provision'})",
         ] == event["missing"]
+
+    def test_in_kernel_names(self, rig: Rig) -> None:
+        """
+        The in-kernel driver's names alone (no udev symlinks) are enough,
+        and the start logs which nodes it found.
+        """
+        run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+        assert run.wait() == 0
+        [event] = run.named("sgx_devices_present")
+        assert (
+            str(rig.dev / "sgx_enclave"),
+            str(rig.dev / "sgx_provision"),
+        ) == (
+            event["enclave_device"],
+            event["provision_device"],
+        )
+
+    def test_dcap_driver_names(self, rig: Rig) -> None:
+        """
+        The DCAP driver's names alone (C{/dev/sgx/enclave},
+        C{/dev/sgx/provision}) are enough.
+        """
+        for name in ("enclave", "provision"):
+            (rig.dev / f"sgx_{name}").rename(rig.dev / "sgx" / name)
+        run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+        assert run.wait() == 0
+        [event] = run.named("sgx_devices_present")
+        assert (
+            str(rig.dev / "sgx/enclave"),
+            str(rig.dev / "sgx/provision"),
+        ) == (
+            event["enclave_device"],
+            event["provision_device"],
+        )
+
+    def test_udev_symlinks(self, tmp_path: Path) -> None:
+        """
+        With both names present (udev's symlinks to the in-kernel nodes),
+        the in-kernel names are used.
+        """
+        (tmp_path / "sgx").mkdir()
+        for name in ("enclave", "provision"):
+            (tmp_path / f"sgx_{name}").touch()
+            (tmp_path / "sgx" / name).symlink_to(f"../sgx_{name}")
+        settings = parse_settings(
+            [
+                "--enclave-device",
+                f"{tmp_path}/sgx_enclave:{tmp_path}/sgx/enclave",
+                "--provision-device",
+                f"{tmp_path}/sgx_provision:{tmp_path}/sgx/provision",
+            ],
+            {},
+        )
+        devices = find_devices(settings)
+        assert (devices.enclave, devices.provision, devices.missing) == (
+            f"{tmp_path}/sgx_enclave",
+            f"{tmp_path}/sgx_provision",
+            [],
+        )
+
+    def test_dangling_symlink_named(self, tmp_path: Path) -> None:
+        """
+        A name that is a symlink to nothing (a udev link copied into a
+        container without its target) is called a dangling symlink.
+        """
+        (tmp_path / "sgx").mkdir()
+        (tmp_path / "sgx_enclave").touch()
+        (tmp_path / "sgx" / "provision").symlink_to("../sgx_provision")
+        settings = Settings(
+            enclave_devices=(str(tmp_path / "sgx_enclave"),),
+            provision_devices=(
+                str(tmp_path / "sgx_provision"),
+                str(tmp_path / "sgx/provision"),
+            ),
+        )
+        assert [
+            f"{tmp_path / 'sgx_provision'} (nor {tmp_path / 'sgx/provision'}"
+            " (a dangling symlink))"
+        ] == find_missing_devices(settings)
 
     def test_missing_in_text_log(self, rig: Rig) -> None:
         """
         The text log line names the missing device.
         """
-        (rig.dev / "sgx" / "provision").unlink()
+        (rig.dev / "sgx_provision").unlink()
         argv = [x for item in rig.options.items() for x in item]
         result = subprocess.run(
             [
@@ -315,21 +405,23 @@ class TestDevices:
         )
         assert result.returncode == 1
         assert (
-            f"Missing SGX device(s): {rig.dev / 'sgx/provision'}. "
-            in result.stderr
+            f"Missing SGX device(s): {rig.dev / 'sgx_provision'} (nor "
+            f"{rig.dev / 'sgx/provision'}). " in result.stderr
         )
 
     def test_legacy_device_accepted(self, tmp_path: Path) -> None:
         """
-        The legacy C{/dev/isgx} stands in for C{/dev/sgx/enclave}.
+        The legacy C{/dev/isgx} stands in for the enclave device when
+        neither of its names exists.
         """
         (tmp_path / "isgx").touch()
         (tmp_path / "provision").touch()
         settings = Settings(
-            enclave_device=str(tmp_path / "enclave"),
+            enclave_devices=(str(tmp_path / "enclave"),),
             legacy_device=str(tmp_path / "isgx"),
-            provision_device=str(tmp_path / "provision"),
+            provision_devices=(str(tmp_path / "provision"),),
         )
+        assert find_devices(settings).enclave == str(tmp_path / "isgx")
         assert find_missing_devices(settings) == []
 
 
@@ -427,16 +519,150 @@ class TestAesm:
         assert run.named("aesm_started") == []
         assert len(rig.gramine_pids()) == 1
 
-    def test_stale_socket_ignored(self, rig: Rig) -> None:
+
+def busy_listener(path: Path) -> tuple[socket.socket, list[socket.socket]]:
+    """
+    A unix socket listener that never accepts, with its backlog full: what
+    a host AESM too busy to accept looks like.  Returns the listener and
+    the connections filling its backlog.
+    """
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(0)
+    fillers = []
+    for _ in range(2):
+        client = socket.socket(socket.AF_UNIX)
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            client.connect(str(path))
+        fillers.append(client)
+    probe = socket.socket(socket.AF_UNIX)
+    probe.setblocking(False)
+    with probe, pytest.raises(BlockingIOError):
+        probe.connect(str(path))
+    return listener, fillers
+
+
+class TestHostAesm:
+    """
+    A socket at the AESM path (the host's AESM, mounted) is never replaced
+    by a local AESM.
+    """
+
+    def test_busy_host_never_replaced(self, rig: Rig) -> None:
         """
-        A socket file nobody listens on is not taken for a host AESM.
+        A host AESM socket that does not accept (backlog full, never
+        accepting) makes the start wait, then fail with a clear error; no
+        AESM is started and the host's socket file is left as it was.
         """
+        rig.options["--aesm-ready-timeout"] = "0.5"
+        listener, fillers = busy_listener(rig.socket)
+        before = rig.socket.stat().st_ino
+        try:
+            run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+            assert run.wait() == 1
+        finally:
+            for s in [listener, *fillers]:
+                s.close()
+        assert len(run.named("aesm_host_waiting")) == 1
+        [event] = run.named("aesm_host_not_ready")
+        assert (str(rig.socket), 0.5) == (event["socket"], event["timeout"])
+        assert "ATTESTD_AESM=local" in event["log_format"]
+        assert run.named("aesm_started") == []
+        assert rig.aesm_pids() == []
+        assert rig.gramine_pids() == []
+        assert before == rig.socket.stat().st_ino
+        assert [1] == [e["status"] for e in run.named("exit")]
+
+    def test_busy_host_then_free(self, rig: Rig) -> None:
+        """
+        A host AESM that starts accepting while the start waits is used.
+        """
+        listener, fillers = busy_listener(rig.socket)
+        try:
+            run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+            run.wait_event("aesm_host_waiting")
+            listener.setblocking(False)
+            while True:
+                try:
+                    listener.accept()[0].close()
+                except BlockingIOError:
+                    break
+            assert run.wait() == 0
+        finally:
+            for s in [listener, *fillers]:
+                s.close()
+        assert len(run.named("aesm_host_socket")) == 1
+        assert rig.aesm_pids() == []
+        assert len(rig.gramine_pids()) == 1
+
+    def test_stale_socket_auto(self, rig: Rig) -> None:
+        """
+        In the default mode, a socket nobody listens on is still taken for
+        the host's: the start fails rather than replace it.
+        """
+        rig.options["--aesm-ready-timeout"] = "0.3"
+        with socket.socket(socket.AF_UNIX) as stale:
+            stale.bind(str(rig.socket))
+        run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+        assert run.wait() == 1
+        assert len(run.named("aesm_host_not_ready")) == 1
+        assert rig.aesm_pids() == []
+        assert rig.socket.is_socket()
+
+    def test_stale_socket_local(self, rig: Rig) -> None:
+        """
+        With C{--aesm local}, a socket nobody listens on is this
+        container's: the local AESM replaces it.
+        """
+        rig.options["--aesm"] = "local"
         with socket.socket(socket.AF_UNIX) as stale:
             stale.bind(str(rig.socket))
         run = rig.start(FAKE_GRAMINE_MODE="exit:0")
         assert run.wait() == 0
         assert run.named("aesm_host_socket") == []
         assert len(rig.aesm_pids()) == 1
+
+    def test_local_refuses_live_socket(self, rig: Rig) -> None:
+        """
+        With C{--aesm local}, an AESM already accepting on the socket is
+        not replaced: the start fails, naming it.
+        """
+        rig.options["--aesm"] = "local"
+        with socket.socket(socket.AF_UNIX) as host:
+            host.bind(str(rig.socket))
+            host.listen(16)
+            run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+            assert run.wait() == 1
+        [event] = run.named("aesm_socket_in_use")
+        assert str(rig.socket) == event["socket"]
+        assert rig.aesm_pids() == []
+
+    def test_host_mode_without_socket(self, rig: Rig) -> None:
+        """
+        With C{--aesm host} and no socket, the start waits for the host's
+        AESM, then fails; it never starts one.
+        """
+        rig.options["--aesm"] = "host"
+        rig.options["--aesm-ready-timeout"] = "0.3"
+        run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+        assert run.wait() == 1
+        assert len(run.named("aesm_host_not_ready")) == 1
+        assert rig.aesm_pids() == []
+        assert not rig.socket.exists()
+
+    def test_not_a_socket(self, rig: Rig) -> None:
+        """
+        A regular file at the socket path is neither a host AESM nor
+        replaced: the start fails, naming it.
+        """
+        rig.socket.write_text("not a socket")
+        run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+        assert run.wait() == 1
+        [event] = run.named("aesm_socket_not_socket")
+        assert str(rig.socket) == event["socket"]
+        assert rig.aesm_pids() == []
+        assert rig.socket.read_text() == "not a socket"
 
 
 class TestChild:
@@ -447,18 +673,42 @@ class TestChild:
     def test_sigterm_reaches_daemon(self, rig: Rig) -> None:
         """
         SIGTERM sent to the start command reaches the daemon (the real
-        C{twistd -n attestd} serving the konvera RA-TLS certificate), which
-        shuts down cleanly and then, as twistd does, dies of the signal it
-        was stopped by; the start exits with that status (143) and leaves
+        C{twistd -n attestd} with the simulated attestation source, whose
+        certificate C{attestd verify} accepts), which shuts down cleanly and
+        then, as twistd does, dies of the signal it was stopped by; the
+        start exits with that status (143), logs the real pids, and leaves
         nothing running.
         """
         run = rig.start()
+        aesm = run.wait_event("aesm_started")
         child = run.wait_event("child_started")
         record = wait_for_record(rig.gramine_record)
         assert child["pid"] == record["pid"]
         assert str(rig.enclave_dir) == record["cwd"]
         assert record["argv"] == ["attestd"]
-        wait_for_port(record["port"])
+        log_path = rig.tmp / "stdout.log"
+        port = wait_for_daemon(log_path)
+        assert "SIMULATED" in log_path.read_text()
+        verified = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "attestd.cli",
+                "verify",
+                f"https://127.0.0.1:{port}",
+                "--trust-root",
+                str(rig.state / "root.pem"),
+                "--collateral",
+                str(rig.state / "collateral.json"),
+                "--any-enclave",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+            check=False,
+            cwd=ROOT,
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
         run.process.send_signal(signal.SIGTERM)
         assert run.wait() == 128 + signal.SIGTERM
         [forwarded] = run.named("signal_forwarded")
@@ -467,12 +717,19 @@ class TestChild:
             forwarded["pid"],
         )
         [exited] = run.named("child_exited")
-        assert exited["status"] == 128 + signal.SIGTERM
-        log = rig.tmp.joinpath("stdout.log").read_text()
+        assert (128 + signal.SIGTERM, child["pid"]) == (
+            exited["status"],
+            exited["pid"],
+        )
+        log = log_path.read_text()
         assert "Received SIGTERM, shutting down." in log
-        if DAEMON_IS_ATTESTD:
-            assert "attestd stopped" in log
-        assert len(run.named("aesm_stopped")) == 1
+        assert "attestd stopped" in log
+        [stopped] = run.named("aesm_stopped")
+        assert aesm["pid"] == stopped["pid"]
+        assert isinstance(stopped["pid"], int)
+        assert [128 + signal.SIGTERM] == [
+            e["status"] for e in run.named("exit")
+        ]
         rig.assert_nothing_running()
 
     def test_sigint_forwarded(self, rig: Rig) -> None:
@@ -482,7 +739,7 @@ class TestChild:
         """
         run = rig.start()
         run.wait_event("child_started")
-        wait_for_port(wait_for_record(rig.gramine_record)["port"])
+        wait_for_daemon(rig.tmp / "stdout.log")
         run.process.send_signal(signal.SIGINT)
         assert run.wait() == 128 + signal.SIGINT
         assert run.named("signal_forwarded")[0]["signal"] == "SIGINT"
@@ -580,6 +837,20 @@ class TestQcnlConfig:
         assert config["collateral_service"] == "https://127.0.0.1:8082/v4/"
         assert len(run.named("qcnl_config_written")) == 1
 
+    def test_write_failure(self, rig: Rig) -> None:
+        """
+        A configuration that cannot be written fails the start, naming the
+        file, and the start logs its exit like every other path.
+        """
+        rig.options["--qcnl-config"] = str(rig.tmp / "no-such-dir" / "q.conf")
+        run = rig.start(FAKE_GRAMINE_MODE="exit:0")
+        assert run.wait() == 1
+        [event] = run.named("qcnl_config_failed")
+        assert str(rig.tmp / "no-such-dir" / "q.conf") == event["path"]
+        assert [1] == [e["status"] for e in run.named("exit")]
+        assert run.events[-1]["event"] == "exit"
+        assert rig.aesm_pids() == []
+
     def test_defaults(self) -> None:
         """
         By default the PCCS is Intel's default (on the same host), its
@@ -621,6 +892,9 @@ class TestSettings:
             {"ATTESTD_PCCS_USE_SECURE_CERT": "maybe"},
             {"ATTESTD_AESM_READY_TIMEOUT": "-1"},
             {"ATTESTD_LOG_FORMAT": "xml"},
+            {"ATTESTD_AESM": "both"},
+            {"ATTESTD_SGX_ENCLAVE_DEVICE": "/dev/sgx_enclave:"},
+            {"ATTESTD_PCCS_URL": "pccs.internal:8081"},
         ],
     )
     def test_bad_environment(self, environ: dict[str, str]) -> None:
@@ -631,6 +905,85 @@ class TestSettings:
             parse_settings([], environ)
         assert e.value.code == 2
 
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "ftp://pccs.internal/sgx/",
+            "https:///sgx/certification/v4/",
+            "pccs.internal:8081",
+            "https://pccs.internal:notaport/",
+            "https://pccs internal/",
+            "file:///etc/passwd",
+        ],
+    )
+    def test_pccs_url_refused(self, url: str) -> None:
+        """
+        A PCCS URL that is not http(s) with a host is refused with one line
+        naming it, and exit status 2.
+        """
+        result = subprocess.run(
+            [sys.executable, "-m", "attestd.start", "--pccs-url", url],
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+            check=False,
+            cwd=ROOT,
+        )
+        assert (2, "") == (result.returncode, result.stdout)
+        assert [
+            f"attestd.start: argument --pccs-url: not an http(s) URL with a "
+            f"host: {url!r}"
+        ] == result.stderr.splitlines()
+
+    def test_pccs_url_accepted(self) -> None:
+        """
+        http and https URLs with a host (and a port) are accepted as given.
+        """
+        for url in (
+            "https://pccs.internal:8081/sgx/certification/v4/",
+            "http://[::1]:8081/",
+        ):
+            assert url == parse_settings(["--pccs-url", url], {}).pccs_url
+
+    def test_help_defaults(self) -> None:
+        """
+        C{--help} shows defaults the way they are written in the settings
+        (C{true}, paths joined by colons).
+        """
+        result = subprocess.run(
+            [sys.executable, "-m", "attestd.start", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "1000"},
+        )
+        text = result.stdout
+        assert "ATTESTD_PCCS_USE_SECURE_CERT; default: true)" in text
+        assert "default: True" not in text
+        assert "default: /dev/sgx_enclave:/dev/sgx/enclave)" in text
+        assert "ATTESTD_AESM; default: auto)" in text
+
+    def test_device_lists(self) -> None:
+        """
+        The device settings are colon-separated lists tried in order, the
+        in-kernel driver's names first by default.
+        """
+        defaults = parse_settings([], {})
+        assert defaults.enclave_devices == (
+            "/dev/sgx_enclave",
+            "/dev/sgx/enclave",
+        )
+        assert defaults.provision_devices == (
+            "/dev/sgx_provision",
+            "/dev/sgx/provision",
+        )
+        settings = parse_settings(
+            [], {"ATTESTD_SGX_PROVISION_DEVICE": "/a/p:/b/p:/c/p"}
+        )
+        assert settings.provision_devices == ("/a/p", "/b/p", "/c/p")
+
     def test_child_as_user(self, tmp_path: Path) -> None:
         """
         With a user, the child runs through C{setpriv} with that user's ids
@@ -640,7 +993,7 @@ class TestSettings:
         device.touch()
         settings = Settings(
             user="root",
-            enclave_device=str(device),
+            enclave_devices=(str(device),),
             gramine_command=("gramine-sgx",),
         )
         argv = child_argv(settings)
