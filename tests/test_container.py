@@ -28,6 +28,7 @@ CONTAINER = ROOT / "container"
 DOCKERFILE = CONTAINER / "Dockerfile"
 BUILD_SH = CONTAINER / "build.sh"
 UNIT = CONTAINER / "attestd.service"
+DOCKER_RUN = CONTAINER / "docker-run.sh"
 FAKES = Path(__file__).parent / "fakes"
 VENV_BIN = Path(sys.executable).parent
 
@@ -197,13 +198,20 @@ class TestUnit:
     def setting(self, key: str) -> list[str]:
         return re.findall(rf"^{key}=(.*)$", self.text, re.MULTILINE)
 
-    def test_devices_and_port(self) -> None:
+    def test_runs_docker_run_script(self) -> None:
         """
-        The container gets both SGX devices and publishes port 8080.
+        The unit starts the container through the installed
+        C{docker-run.sh}, which maps the devices and passes the settings
+        file; the unit itself reads no settings file of its own.
         """
-        assert "--device /dev/sgx/enclave" in self.text
-        assert "--device /dev/sgx/provision" in self.text
-        assert "--publish 8080:8080" in self.text
+        assert self.setting("ExecStart") == [
+            "/bin/sh /usr/local/lib/attestd/docker-run.sh"
+        ]
+        assert "install -m 755 -D container/docker-run.sh" in self.text
+        assert self.setting("EnvironmentFile") == []
+        assert "ATTESTD_ENV_FILE=/etc/attestd/attestd.env" in (
+            self.setting("Environment")
+        )
 
     def test_restart_policy(self) -> None:
         """
@@ -229,10 +237,134 @@ class TestUnit:
         """
         The image tag is set once, and used by the run command.
         """
-        assert self.setting("Environment") == [
-            "ATTESTD_IMAGE=attestd:ubuntu20"
+        images = [
+            e for e in self.setting("Environment") if "ATTESTD_IMAGE" in e
         ]
-        assert '"$ATTESTD_IMAGE"' in self.text
+        assert images == ["ATTESTD_IMAGE=attestd:ubuntu20"]
+        assert "image=${ATTESTD_IMAGE:-attestd:ubuntu20}" in (
+            DOCKER_RUN.read_text()
+        )
+
+
+class TestDockerRun:
+    """
+    C{container/docker-run.sh}, run against a fake C{docker} and a fake
+    device directory.
+    """
+
+    def run(
+        self, tmp_path: Path, env_file: Path | None = None
+    ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+        record = tmp_path / "docker.jsonl"
+        env = {
+            "PATH": os.environ["PATH"],
+            "DOCKER": str(FAKES / "docker"),
+            "FAKE_DOCKER_RECORD": str(record),
+            "ATTESTD_DEV": str(tmp_path / "dev"),
+            "ATTESTD_IMAGE": "registry.example/attestd:1",
+            "ATTESTD_ENV_FILE": str(env_file or tmp_path / "absent.env"),
+        }
+        result = subprocess.run(
+            ["sh", str(DOCKER_RUN)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        calls = (
+            [json.loads(line) for line in record.read_text().splitlines()]
+            if record.exists()
+            else []
+        )
+        return result, calls
+
+    def devices(self, argv: list[str]) -> list[str]:
+        return [argv[i + 1] for i, a in enumerate(argv) if a == "--device"]
+
+    def make(self, tmp_path: Path, *names: str) -> Path:
+        dev = tmp_path / "dev"
+        (dev / "sgx").mkdir(parents=True)
+        for name in names:
+            (dev / name).touch()
+        return dev
+
+    def test_in_kernel_names(self, tmp_path: Path) -> None:
+        """
+        With the in-kernel driver's nodes only, each is passed under both
+        of its names, with the group owning it.
+        """
+        dev = self.make(tmp_path, "sgx_enclave", "sgx_provision")
+        result, [argv] = self.run(tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert self.devices(argv) == [
+            f"{dev}/sgx_enclave:/dev/sgx_enclave",
+            f"{dev}/sgx_enclave:/dev/sgx/enclave",
+            f"{dev}/sgx_provision:/dev/sgx_provision",
+            f"{dev}/sgx_provision:/dev/sgx/provision",
+        ]
+        gid = str((dev / "sgx_enclave").stat().st_gid)
+        assert argv[argv.index("--group-add") + 1] == gid
+        assert argv[:2] == ["run", "--rm"]
+        assert ["--publish", "8080:8080"] == argv[
+            argv.index("--publish") : argv.index("--publish") + 2
+        ]
+        assert argv[-1] == "registry.example/attestd:1"
+        assert "--env-file" not in argv
+
+    def test_udev_symlinks(self, tmp_path: Path) -> None:
+        """
+        With udev's symlinks as well, the in-kernel nodes are passed.
+        """
+        dev = self.make(tmp_path, "sgx_enclave", "sgx_provision")
+        (dev / "sgx" / "enclave").symlink_to("../sgx_enclave")
+        (dev / "sgx" / "provision").symlink_to("../sgx_provision")
+        result, [argv] = self.run(tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert self.devices(argv)[0] == f"{dev}/sgx_enclave:/dev/sgx_enclave"
+        assert self.devices(argv)[2] == (
+            f"{dev}/sgx_provision:/dev/sgx_provision"
+        )
+
+    def test_dcap_driver_names(self, tmp_path: Path) -> None:
+        """
+        With the DCAP driver's nodes only, they are passed under both names.
+        """
+        dev = self.make(tmp_path, "sgx/enclave", "sgx/provision")
+        result, [argv] = self.run(tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert self.devices(argv) == [
+            f"{dev}/sgx/enclave:/dev/sgx_enclave",
+            f"{dev}/sgx/enclave:/dev/sgx/enclave",
+            f"{dev}/sgx/provision:/dev/sgx_provision",
+            f"{dev}/sgx/provision:/dev/sgx/provision",
+        ]
+
+    def test_missing_named(self, tmp_path: Path) -> None:
+        """
+        A missing device is named with every name tried, and docker is not
+        run.
+        """
+        dev = self.make(tmp_path, "sgx_enclave")
+        result, calls = self.run(tmp_path)
+        assert result.returncode == 1
+        assert calls == []
+        assert result.stderr == (
+            "attestd: missing SGX device(s) on this host: "
+            f"{dev}/sgx_provision (nor {dev}/sgx/provision);\n"
+        )
+
+    def test_env_file_passed_whole(self, tmp_path: Path) -> None:
+        """
+        The settings file goes to docker as a whole (--env-file), so every
+        setting in it reaches the start command, not a chosen few.
+        """
+        self.make(tmp_path, "sgx_enclave", "sgx_provision")
+        env_file = tmp_path / "attestd.env"
+        env_file.write_text("ATTESTD_AESM=host\nATTESTD_USER=attestd\n")
+        result, [argv] = self.run(tmp_path, env_file)
+        assert result.returncode == 0, result.stderr
+        assert argv[argv.index("--env-file") + 1] == str(env_file)
+        assert "--env" not in argv
 
 
 class TestDockerfile:
@@ -386,6 +518,22 @@ class TestDockerfile:
             text = " ".join(rest for _, rest in body)
             if name != "build":
                 assert "build-essential" not in text
+        copies = [r for w, r in STAGES["enclave"] if w == "COPY"]
+        assert "--from=build /opt/python /opt/python" in copies
+
+    def test_plugin_cache_prebuilt(self) -> None:
+        """
+        The build stage writes Twisted's plugin cache (read-only in the
+        enclave) after attestd is installed, and checks it lists attestd.
+        """
+        runs = self.runs("build")
+        install = next(
+            i for i, r in enumerate(runs) if "--no-index /usr/src/dist" in r
+        )
+        [cache] = [r for r in runs if "dropin.cache" in r]
+        assert runs.index(cache) > install
+        assert "getPlugins(IPlugin)" in cache
+        assert "'attestd' in [p.tapname" in cache
         copies = [r for w, r in STAGES["enclave"] if w == "COPY"]
         assert "--from=build /opt/python /opt/python" in copies
 
