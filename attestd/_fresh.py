@@ -268,36 +268,24 @@ def check_fresh_quote(
 
 
 @define
-class PinnedVerifier(RATLSVerifier):
+class RecordingVerifier(RATLSVerifier):
     """
-    An L{RATLSVerifier} that admits one certificate only: the one already
-    verified, so that a fresh quote is asked of that certificate's
-    holder.
+    An L{RATLSVerifier} that remembers the verdict it reached for each
+    certificate it accepted, so that the caller knows exactly which
+    certificate the connection carrying its request presented.
 
-    @ivar certificate_sha256: SHA-256 of the admitted certificate's DER.
+    @ivar verdicts: The verdicts, in the order of the handshakes.
     """
 
-    certificate_sha256: bytes = field(kw_only=True)
+    verdicts: list[RATLSVerdict] = field(factory=list, init=False)
 
     def verify(self, certificate_der: bytes) -> RATLSVerdict:
         """
-        Refuse any other certificate, then verify as usual.
-
-        @raise FreshnessError: If it is another certificate.
+        Verify as usual and remember the verdict.
         """
-        got = hashlib.sha256(certificate_der).digest()
-        # XXX: the certificate is read on one connection and the fresh
-        # quote asked on another; a server that rotates its certificate
-        # in between is refused here (run again), not verified anew.
-        if _differs(self.certificate_sha256, got):
-            msg = (
-                "the server presented another certificate (sha256 "
-                f"{got.hex()}) than the one verified ("
-                f"{self.certificate_sha256.hex()}); it may have rotated "
-                "it in between: verify again"
-            )
-            raise FreshnessError(msg)
-        return super().verify(certificate_der)
+        verdict = super().verify(certificate_der)
+        self.verdicts.append(verdict)
+        return verdict
 
 
 class _BoundedBody(Protocol):
@@ -381,13 +369,16 @@ async def request_fresh_quote(
     clock: Callable[[], float],
     nonce: bytes,
     timeout: float,
-) -> bytes:
+) -> tuple[RATLSVerdict, bytes]:
     """
     Ask a server for a fresh quote over an attested connection.
 
-    The connection is admitted only if it presents the certificate of
-    C{certificate} and that certificate passes verification again, in
-    the handshake, with the same policy, collateral and trust root.
+    The connection is admitted only if the certificate it presents passes
+    verification in the handshake, with the policy of C{certificate} and
+    the same collateral and trust root.  That certificate is the one the
+    fresh quote must bind: it is usually C{certificate}'s, but a server
+    that rotated its certificate since presents its new one, which is
+    verified in full and returned.
 
     @param reactor: The reactor.
     @param url: The server's C{https://HOST[:PORT]} URL.
@@ -397,9 +388,9 @@ async def request_fresh_quote(
     @param clock: The verification time, as POSIX seconds.
     @param nonce: The nonce to send.
     @param timeout: Seconds allowed for the whole exchange.
-    @return: The fresh quote's bytes.
-    @raise FreshnessError: If the connection presents another
-        certificate, the server answers with an error (such as "this
+    @return: The verdict on the certificate of the connection that
+        carried the request, and the fresh quote's bytes.
+    @raise FreshnessError: If the server answers with an error (such as "this
         source cannot give fresh quotes") or a malformed document, or the
         document is for another certificate or nonce.
     @raise attestd.errors.VerificationError: If the certificate is
@@ -407,18 +398,12 @@ async def request_fresh_quote(
     @raise FreshRequestError: If the exchange fails otherwise.
     """
     check_nonce(nonce)
-    certificate_der = certificate.evidence.certificate.der
-    pinned = PinnedVerifier(
-        certificate.policy,
-        trust_root,
-        clock,
-        certificate_sha256=hashlib.sha256(certificate_der).digest(),
-    )
+    recording = RecordingVerifier(certificate.policy, trust_root, clock)
     fmspc, ca = pck_identity(certificate.evidence.quote)
-    pinned.add_collateral(fmspc, ca, collateral)
+    recording.add_collateral(fmspc, ca, collateral)
     agent = Agent(
         reactor,
-        contextFactory=AttestedPolicyForHTTPS(pinned),
+        contextFactory=AttestedPolicyForHTTPS(recording),
         connectTimeout=timeout,
     )
     uri = f"{url.rstrip('/')}{ATTESTATION_PATH}?nonce={nonce.hex()}"
@@ -442,6 +427,10 @@ async def request_fresh_quote(
             raise found from e
         msg = f"fresh-quote request to {printable(url)} failed: {printable(e)}"
         raise FreshRequestError(msg) from e
+    # One request, one connection, one handshake: its verdict names the
+    # certificate whose key the fresh quote must bind.
+    presented = recording.verdicts[-1]
+    certificate_der = presented.evidence.certificate.der
     document = _document(body, response.code)
     if response.code != 200:
         reason = printable(document.get("reason") or document.get("error"))
@@ -471,7 +460,8 @@ async def request_fresh_quote(
         raise FreshnessError(msg, mismatches)
     assert isinstance(encoded, str)
     try:
-        return base64.b64decode(encoded, validate=True)
+        quote = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as e:
         msg = "the fresh quote is not base64"
         raise FreshnessError(msg) from e
+    return presented, quote

@@ -346,7 +346,7 @@ async def _decide_fresh(
         return outcome
     nonce = os.urandom(DEFAULT_NONCE_SIZE)
     try:
-        quote = await request_fresh_quote(
+        presented, quote = await request_fresh_quote(
             reactor,
             args.url,
             certificate=outcome.verdict,
@@ -356,10 +356,15 @@ async def _decide_fresh(
             nonce=nonce,
             timeout=args.timeout,
         )
+        # The connection that carried the nonce decides: a server that
+        # rotated since the first handshake is judged on its new
+        # certificate, which passed the same verification.
+        outcome.verdict = presented
+        outcome.evidence = presented.evidence
         outcome.fresh = check_fresh_quote(
             quote,
             nonce=nonce,
-            certificate=outcome.verdict,
+            certificate=presented,
             collateral=collateral,
             now=now,
             trust_root=trust_root,

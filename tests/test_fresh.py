@@ -91,7 +91,7 @@ class Server:
         """
         The client's whole round trip for C{nonce}.
         """
-        quote = await request_fresh_quote(
+        presented, quote = await request_fresh_quote(
             reactor,
             self.url,
             certificate=certificate,
@@ -101,7 +101,7 @@ class Server:
             nonce=nonce,
             timeout=30,
         )
-        return self.check(quote, certificate, nonce)
+        return self.check(quote, presented, nonce)
 
     def check(
         self, quote: bytes, certificate: RATLSVerdict, nonce: bytes
@@ -295,19 +295,35 @@ class TestRefusals:
             server.check(bytes(quote), certificate, b"short")
 
     @pytest_twisted.ensureDeferred
-    async def test_other_certificate_on_connection(
-        self, server: Server
-    ) -> None:
+    async def test_rotated_between_connections(self, server: Server) -> None:
         """
-        If the server presents another certificate than the one verified
-        (it rotated in between), the client refuses to ask it.
+        A server that rotated its certificate after the first handshake is
+        judged on the certificate of the connection that carried the
+        nonce: that one is verified in full, the fresh quote binds its
+        key, and the same quote does not bind the first certificate.
         """
         first = await verified(server)
         keeper = server.service.keeper
         assert keeper is not None
         assert await keeper.rotate()
-        with pytest.raises(FreshnessError, match="another certificate"):
-            await request_quote(server, first, os.urandom(32))
+        nonce = os.urandom(32)
+        presented, quote = await request_fresh_quote(
+            reactor,
+            server.url,
+            certificate=first,
+            collateral=server.collateral(),
+            trust_root=server.trust_root(),
+            clock=time.time,
+            nonce=nonce,
+            timeout=30,
+        )
+        assert (
+            presented.evidence.certificate.sha256
+            != first.evidence.certificate.sha256
+        )
+        assert server.check(quote, presented, nonce).nonce == nonce
+        with pytest.raises(FreshnessError):
+            server.check(quote, first, nonce)
 
 
 async def request_quote(
@@ -316,7 +332,7 @@ async def request_quote(
     """
     The fresh quote the server gives for C{nonce}, unchecked.
     """
-    return await request_fresh_quote(
+    _, quote = await request_fresh_quote(
         reactor,
         server.url,
         certificate=certificate,
@@ -326,6 +342,7 @@ async def request_quote(
         nonce=nonce,
         timeout=30,
     )
+    return quote
 
 
 class TestErrors:
