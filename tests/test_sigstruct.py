@@ -157,7 +157,12 @@ class TestSigstruct:
         tampered = bytearray(signed)
         modulus = other.public_key().public_numbers().n
         tampered[128:512] = modulus.to_bytes(384, "little")
-        with pytest.raises(SigstructSignatureError, match="does not verify"):
+        # Half the time the other modulus is below the signature, which is
+        # refused before the RSA check.
+        with pytest.raises(
+            SigstructSignatureError,
+            match="does not verify|not below the modulus",
+        ):
             Sigstruct.from_bytes(bytes(tampered)).verify_signature()
 
 
