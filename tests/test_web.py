@@ -894,7 +894,14 @@ class TestDrain:
             await deferToThread(
                 tls.sendall, b"GET /readyz HTTP/1.1\r\nHost: a\r\n"
             )
-            await _wait_for(lambda: service.site.open_channels == 1)
+            # Wait until the server has read the request line, so that
+            # the channel is busy (not idle) when the stop begins.
+            await _wait_for(
+                lambda: any(
+                    channel.requests
+                    for channel in service.site._channels
+                )
+            )
             stopped = service.stopService()
             await deferToThread(tls.sendall, b"\r\n")
 
