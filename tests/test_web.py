@@ -898,8 +898,7 @@ class TestDrain:
             # the channel is busy (not idle) when the stop begins.
             await _wait_for(
                 lambda: any(
-                    channel.requests
-                    for channel in service.site._channels
+                    channel.requests for channel in service.site._channels
                 )
             )
             stopped = service.stopService()
