@@ -161,7 +161,7 @@ class TestSigstruct:
         # refused before the RSA check.
         with pytest.raises(
             SigstructSignatureError,
-            match="does not verify|not below the modulus",
+            match=r"does not verify|not below the modulus",
         ):
             Sigstruct.from_bytes(bytes(tampered)).verify_signature()
 
