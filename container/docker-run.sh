@@ -18,6 +18,10 @@
 #                     --env-file, when the file exists: one VAR=value a
 #                     line, no quotes (default: /etc/attestd/attestd.env)
 #   ATTESTD_DEV       where the host's device nodes are (default: /dev)
+#   ATTESTD_HOST_AESM_DIR  when set (e.g. /var/run/aesmd), the host's AESM
+#                     socket directory, mounted at /var/run/aesmd so that the
+#                     start command uses the host's AESM instead of its own
+#                     (set ATTESTD_AESM=host in the settings file to insist)
 #   DOCKER            the docker command (default: docker)
 set -eu
 
@@ -56,5 +60,12 @@ if [ -n "$missing" ]; then
 fi
 if [ -e "$env_file" ]; then
     set -- "$@" --env-file "$env_file"
+fi
+if [ -n "${ATTESTD_HOST_AESM_DIR:-}" ]; then
+    if [ ! -d "$ATTESTD_HOST_AESM_DIR" ]; then
+        echo "attestd: ATTESTD_HOST_AESM_DIR $ATTESTD_HOST_AESM_DIR is not a directory" >&2
+        exit 1
+    fi
+    set -- "$@" --volume "$ATTESTD_HOST_AESM_DIR:/var/run/aesmd"
 fi
 exec "$docker" "$@" "$image"

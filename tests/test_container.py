@@ -253,10 +253,14 @@ class TestDockerRun:
     """
 
     def run(
-        self, tmp_path: Path, env_file: Path | None = None
+        self,
+        tmp_path: Path,
+        env_file: Path | None = None,
+        **extra: str,
     ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
         record = tmp_path / "docker.jsonl"
         env = {
+            **extra,
             "PATH": os.environ["PATH"],
             "DOCKER": str(FAKES / "docker"),
             "FAKE_DOCKER_RECORD": str(record),
@@ -324,6 +328,24 @@ class TestDockerRun:
         assert self.devices(argv)[2] == (
             f"{dev}/sgx_provision:/dev/sgx_provision"
         )
+
+    def test_host_aesm(self, tmp_path: Path) -> None:
+        """
+        ATTESTD_HOST_AESM_DIR mounts the host's AESM socket directory at
+        /var/run/aesmd; a path that is not a directory stops the run.
+        """
+        self.make(tmp_path, "sgx_enclave", "sgx_provision")
+        aesmd = tmp_path / "aesmd"
+        aesmd.mkdir()
+        result, [argv] = self.run(tmp_path, ATTESTD_HOST_AESM_DIR=str(aesmd))
+        assert result.returncode == 0, result.stderr
+        assert f"{aesmd}:/var/run/aesmd" == argv[argv.index("--volume") + 1]
+        (tmp_path / "docker.jsonl").unlink()
+        result, calls = self.run(
+            tmp_path, ATTESTD_HOST_AESM_DIR=str(tmp_path / "absent")
+        )
+        assert (1, []) == (result.returncode, calls)
+        assert "is not a directory" in result.stderr
 
     def test_dcap_driver_names(self, tmp_path: Path) -> None:
         """
