@@ -45,6 +45,7 @@ from attestd.errors import (
     AttestdError,
     ConfigurationError,
     FreshnessError,
+    InsecurePolicyWarning,
     ParseError,
     PolicyError,
     VerificationError,
@@ -161,7 +162,11 @@ def build_policy(
     }
     if not flags_given and env_given and not args.any_enclave:
         try:
-            from_env = Policy.from_env(environ)
+            # The policy is built again below with the --allow-* flags,
+            # which warns about "any enclave" itself: warn once.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", InsecurePolicyWarning)
+                from_env = Policy.from_env(environ)
         except ConfigurationError as e:
             raise _UsageError(str(e)) from e
         return Policy(
@@ -758,25 +763,32 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     verify.add_argument("--at", help="verification time (POSIX or ISO)")
-    verify.add_argument("--timeout", type=float, default=10.0)
-    verify.add_argument("--json", action="store_true")
+    verify.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds for each network exchange (default: 10)",
+    )
+    verify.add_argument(
+        "--json", action="store_true", help="print the verdict as JSON"
+    )
     verify.add_argument(
         "--fresh",
         action="store_true",
         help=(
-            "then send a random nonce over a connection presenting the "
-            "verified certificate and check the server's fresh quote "
-            "(same enclave, same key, this nonce)"
+            "then send a random nonce over an attested connection and "
+            "check the server's fresh quote (same enclave, the key of that "
+            "connection's certificate, this nonce)"
         ),
     )
 
     inspect = sub.add_parser("inspect", help="show a certificate/quote/.sig")
     inspect.add_argument("file")
-    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
 
     measure = sub.add_parser("measure", help="measurements of a .sig file")
     measure.add_argument("file")
-    measure.add_argument("--json", action="store_true")
+    measure.add_argument("--json", action="store_true", help="print JSON")
 
     collateral = sub.add_parser("collateral", help="collateral tools")
     csub = collateral.add_subparsers(dest="collateral_command", required=True)
@@ -784,10 +796,21 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--pccs", required=True, help="PCCS or PCS base URL")
     fetch.add_argument("--pccs-ca", help="CA file for the PCCS's TLS")
     fetch.add_argument("--for", dest="for_file", help="certificate or quote")
-    fetch.add_argument("--fmspc")
-    fetch.add_argument("--ca", choices=["platform", "processor"])
-    fetch.add_argument("--timeout", type=float, default=30.0)
-    fetch.add_argument("-o", "--output", default="-")
+    fetch.add_argument("--fmspc", help="the platform's FMSPC (12 hex digits)")
+    fetch.add_argument(
+        "--ca",
+        choices=["platform", "processor"],
+        help="the PCK CA that issued the platform's PCK certificate",
+    )
+    fetch.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds for each request (default: 30)",
+    )
+    fetch.add_argument(
+        "-o", "--output", default="-", help="bundle file (default: stdout)"
+    )
 
     sub.add_parser("start", help="container start command", add_help=False)
     return parser

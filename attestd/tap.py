@@ -102,6 +102,9 @@ MAX_DRAIN_TIMEOUT = 86400.0
 
 #: Largest C{--rotate} interval: 365 days.
 MAX_ROTATE = 365 * 86400.0
+#: The shortest --rotate: each rotation makes a P-384 key and a quote, so
+#: a shorter period would only burn the CPU (and the Quoting Enclave).
+MIN_ROTATE = 0.1
 
 #: Default of C{--max-body-size}: 1 MiB.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
@@ -593,7 +596,7 @@ def parse_duration(text: str) -> float:
     C{500ms} or C{90} (seconds).
 
     @param text: The duration.
-    @return: Seconds, more than zero and at most L{MAX_ROTATE}.
+    @return: Seconds, from L{MIN_ROTATE} to L{MAX_ROTATE}.
     @raise ConfigurationError: If it is malformed or out of range.
     """
     match = _DURATION.fullmatch(text.strip())
@@ -603,6 +606,9 @@ def parse_duration(text: str) -> float:
     seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
     if seconds <= 0:
         msg = f"--rotate {text}: the duration must be more than zero"
+        raise ConfigurationError(msg)
+    if seconds < MIN_ROTATE:
+        msg = f"--rotate {text}: the duration must be at least 100ms"
         raise ConfigurationError(msg)
     if not seconds <= MAX_ROTATE:
         msg = f"--rotate {text}: the duration must be at most 365 days"

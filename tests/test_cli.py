@@ -332,3 +332,23 @@ class TestTimes:
         )
         assert 0 == status
         assert "collateral:    EXPIRED at 2025-09-14T04:36:46Z" in out
+
+
+class TestAnyEnclave:
+    def test_warned_once(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """
+        RA_TLS_MRENCLAVE=any and RA_TLS_MRSIGNER=any accept any enclave,
+        as in Gramine, with one one-line warning.
+        """
+        environ = {
+            "RA_TLS_MRENCLAVE": "any",
+            "RA_TLS_MRSIGNER": "any",
+            "RA_TLS_ISV_PROD_ID": "any",
+            "RA_TLS_ISV_SVN": "any",
+            "RA_TLS_ALLOW_OUTDATED_TCB_INSECURE": "1",
+        }
+        assert 0 == verify_konvera(environ=environ)[0]
+        assert [
+            "attestd: warning: RA-TLS policy accepts any enclave: neither "
+            "MRENCLAVE nor MRSIGNER is checked"
+        ] == capsys.readouterr().err.splitlines()

@@ -558,6 +558,8 @@ class TestChooseSource:
             (["--rotate", "soon"], "a duration is"),
             (["--rotate", "0s"], "more than zero"),
             (["--rotate", "0"], "more than zero"),
+            (["--rotate", "1ms"], "at least 100ms"),
+            (["--rotate", "0.05"], "at least 100ms"),
             (["--rotate", "-5s"], "a duration is"),
             (["--rotate", "nan"], "a duration is"),
             (["--rotate", "inf"], "a duration is"),
