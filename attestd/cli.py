@@ -613,7 +613,14 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     elif data[:2] == b"\x03\x00":
         result = {"kind": "quote", **_quote_dict(Quote.from_bytes(data))}
     else:
-        der = certificate_der(data)
+        try:
+            der = certificate_der(data)
+        except ParseError as e:
+            msg = (
+                f"{args.file} is not a certificate, a quote or a SIGSTRUCT "
+                f"(.sig): {e}"
+            )
+            raise _UsageError(msg) from e
         evidence = RATLSEvidence.from_certificate(der)
         try:
             evidence.check_binding()

@@ -352,3 +352,16 @@ class TestAnyEnclave:
             "attestd: warning: RA-TLS policy accepts any enclave: neither "
             "MRENCLAVE nor MRSIGNER is checked"
         ] == capsys.readouterr().err.splitlines()
+
+
+class TestInspectUnknown:
+    def test_not_an_artefact(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """
+        inspect on a file that is none of the three kinds says what it
+        accepts, in one line, with exit status 2.
+        """
+        readme = str(KONVERA_DER.parents[3] / "README.md")
+        assert 2 == run(["inspect", readme])[0]
+        err = capsys.readouterr().err
+        assert "not a certificate, a quote or a SIGSTRUCT" in err
+        assert 1 == len(err.splitlines())
