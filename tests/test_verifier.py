@@ -275,15 +275,16 @@ class TestKonvera:
         With another root pinned, the Intel-signed evidence is refused as
         untrusted, whatever the policy allows.
         """
-        policy = Policy(
-            mrenclave=None,
-            mrsigner=None,
-            isv_prod_id=None,
-            isv_svn=None,
-            allow_outdated_tcb_insecure=True,
-            allow_debug_enclave_insecure=True,
-            accept_any_enclave=True,
-        )
+        with pytest.warns(InsecurePolicyWarning, match="any enclave"):
+            policy = Policy(
+                mrenclave=None,
+                mrsigner=None,
+                isv_prod_id=None,
+                isv_svn=None,
+                allow_outdated_tcb_insecure=True,
+                allow_debug_enclave_insecure=True,
+                accept_any_enclave=True,
+            )
         with pytest.raises(UntrustedRootError):
             verify_ratls_certificate(
                 KONVERA_DER.read_bytes(),
