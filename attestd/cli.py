@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -379,39 +379,6 @@ async def _decide_fresh(
     return outcome
 
 
-def _run_reactor_once(
-    work: Callable[[Any], Coroutine[Any, Any, _Outcome]],
-) -> _Outcome:
-    """
-    Run the global reactor until C{work} is done, once per process (the
-    reactor cannot be restarted).
-
-    @return: What C{work} returned.
-    @raise Exception: What C{work} raised.
-    """
-    from twisted.internet import reactor as _reactor
-    from twisted.internet.defer import Deferred
-    from twisted.python.failure import Failure
-
-    reactor: Any = _reactor
-    results: list[object] = []
-
-    def start() -> None:
-        def finish(result: object) -> None:
-            results.append(result)
-            reactor.stop()
-
-        Deferred.fromCoroutine(work(reactor)).addBoth(finish)
-
-    reactor.callWhenRunning(start)
-    reactor.run()
-    result = results[0]
-    if isinstance(result, Failure):
-        result.raiseException()
-    assert isinstance(result, _Outcome)
-    return result
-
-
 def _print_verdict(
     out: TextIO, verdict: RATLSVerdict | None, evidence: RATLSEvidence | None
 ) -> None:
@@ -503,7 +470,9 @@ def cmd_verify(
             msg = f"certificate {args.cert}: {e}"
             raise _UsageError(msg) from e
     if args.fresh:
-        outcome = _run_reactor_once(
+        from attestd._pccsfetch import run_reactor_once
+
+        outcome = run_reactor_once(
             lambda reactor: _decide_fresh(
                 reactor,
                 args,
