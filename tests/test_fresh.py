@@ -91,16 +91,7 @@ class Server:
         """
         The client's whole round trip for C{nonce}.
         """
-        presented, quote = await request_fresh_quote(
-            reactor,
-            self.url,
-            certificate=certificate,
-            collateral=self.collateral(),
-            trust_root=self.trust_root(),
-            clock=time.time,
-            nonce=nonce,
-            timeout=30,
-        )
+        presented, quote = await exchange(self, certificate, nonce)
         return self.check(quote, presented, nonce)
 
     def check(
@@ -307,16 +298,7 @@ class TestRefusals:
         assert keeper is not None
         assert await keeper.rotate()
         nonce = os.urandom(32)
-        presented, quote = await request_fresh_quote(
-            reactor,
-            server.url,
-            certificate=first,
-            collateral=server.collateral(),
-            trust_root=server.trust_root(),
-            clock=time.time,
-            nonce=nonce,
-            timeout=30,
-        )
+        presented, quote = await exchange(server, first, nonce)
         assert (
             presented.evidence.certificate.sha256
             != first.evidence.certificate.sha256
@@ -326,13 +308,14 @@ class TestRefusals:
             server.check(quote, first, nonce)
 
 
-async def request_quote(
+async def exchange(
     server: Server, certificate: RATLSVerdict, nonce: bytes
-) -> bytes:
+) -> tuple[RATLSVerdict, bytes]:
     """
-    The fresh quote the server gives for C{nonce}, unchecked.
+    The client's request for C{nonce}: the verdict on the certificate of
+    the connection that carried it, and the fresh quote, unchecked.
     """
-    _, quote = await request_fresh_quote(
+    return await request_fresh_quote(
         reactor,
         server.url,
         certificate=certificate,
@@ -342,6 +325,15 @@ async def request_quote(
         nonce=nonce,
         timeout=30,
     )
+
+
+async def request_quote(
+    server: Server, certificate: RATLSVerdict, nonce: bytes
+) -> bytes:
+    """
+    The fresh quote the server gives for C{nonce}, unchecked.
+    """
+    _, quote = await exchange(server, certificate, nonce)
     return quote
 
 
