@@ -38,6 +38,7 @@ from zope.interface import implementer
 from attestd._collateral import Collateral
 from attestd._dcap import TrustRoot
 from attestd._evidence import RATLSEvidence
+from attestd._fetchcert import is_ip_address
 from attestd._pccs import CollateralSource
 from attestd._platform import pck_identity
 from attestd._policy import Policy
@@ -179,7 +180,9 @@ class _AttestedConnectionCreator:
         """
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(tlsProtocol)
-        if self._hostname and not _is_ip(self._hostname):
+        if self._hostname and not is_ip_address(
+            self._hostname.decode("ascii", "replace")
+        ):
             connection.set_tlsext_host_name(self._hostname)
         connection.set_verify(
             SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
@@ -241,13 +244,6 @@ class _AttestedConnectionCreator:
             return True
 
         return callback
-
-
-def _is_ip(host: bytes) -> bool:
-    from twisted.internet.abstract import isIPAddress, isIPv6Address
-
-    text = host.decode("ascii", "replace")
-    return isIPAddress(text) or isIPv6Address(text)
 
 
 @implementer(IPolicyForHTTPS)

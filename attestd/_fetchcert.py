@@ -8,6 +8,7 @@ request is sent: the connection is closed right after the handshake.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -59,7 +60,7 @@ def fetch_peer_certificate(url: str, timeout: float) -> bytes:
     context.set_alpn_protocols(["http/1.1"])
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
-            server_name = None if _is_ip(host) else host
+            server_name = None if is_ip_address(host) else host
             with context.wrap_socket(raw, server_hostname=server_name) as tls:
                 der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as e:
@@ -71,11 +72,13 @@ def fetch_peer_certificate(url: str, timeout: float) -> bytes:
     return der
 
 
-def _is_ip(host: str) -> bool:
+def is_ip_address(host: str) -> bool:
+    """
+    Whether C{host} is an IPv4 or IPv6 literal (scope ids allowed), to
+    which TLS sends no server name (RFC 6066, section 3).
+    """
     try:
-        socket.inet_pton(
-            socket.AF_INET6 if ":" in host else socket.AF_INET, host
-        )
-    except OSError:
+        ipaddress.ip_address(host)
+    except ValueError:
         return False
     return True

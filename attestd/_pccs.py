@@ -45,7 +45,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from service_identity import CertificateError
 from service_identity import VerificationError as ServiceIdentityError
-from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -97,6 +96,7 @@ from attestd._collateral_cache import (
     normalize_ca,
     normalize_fmspc,
 )
+from attestd._fetchcert import is_ip_address
 from attestd._x509util import X509_PARSE_ERRORS
 from attestd.errors import AttestdError, ConfigurationError
 
@@ -327,8 +327,7 @@ class _UnverifiedConnectionCreator:
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(tlsProtocol)
-        name = self._hostname.decode("ascii", "replace")
-        if not (isIPAddress(name) or isIPv6Address(name)):
+        if not is_ip_address(self._hostname.decode("ascii", "replace")):
             connection.set_tlsext_host_name(self._hostname)
         connection.set_connect_state()
         return connection
